@@ -1,0 +1,13 @@
+# harness_set_warnings(<target>): warnings for serve-harness's own targets only.
+#
+# Every member of the public option aggregates has an initializer ({} or a default),
+# so designated initializers such as {.argv = {...}} compile cleanly under
+# -Wextra (GCC 12's -Wmissing-field-initializers) in our code and in users' code.
+function(harness_set_warnings target)
+  if(CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
+    target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic)
+    if(HARNESS_WERROR)
+      target_compile_options(${target} PRIVATE -Werror)
+    endif()
+  endif()
+endfunction()

@@ -1,0 +1,228 @@
+#include "harness/detail/spawn_posix.hpp"
+
+#include <fcntl.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/process/v2/posix/default_launcher.hpp>
+#include <boost/process/v2/process.hpp>
+
+namespace harness::detail {
+namespace bp = boost::process::v2;
+
+namespace {
+
+std::atomic<int> injected_fork_failures{0};
+
+// The most fds we move into a child (besides 0, 1, 2) without allocating.
+constexpr int max_passed_fds = 64;
+
+// Everything the child needs between fork and exec, prepared in the parent so that
+// the child only reads memory and makes system calls (async-signal-safe).
+//
+// Boost.Process 1.81 notes, worked around here:
+//  * its child calls exit() when exec fails, which would run the runner's atexit
+//    handlers in the forked copy: on_exec_error() calls _exit() first;
+//  * its fd closing skips gaps between whitelisted fds: on_exec_setup() closes every
+//    fd that is not 0-2, a passed fd or the launcher's own error pipe;
+//  * it reports errno (not the error_code) of a failed setup step to the parent, so
+//    every failing step below leaves errno set.
+struct child_setup {
+  pid_t parent = 0;
+  const char* const* envp = nullptr;
+  char* listen_pid_value = nullptr;  // points at the digits of LISTEN_PID=
+  const char* cwd = nullptr;
+  int stdio[3] = {-1, -1, -1};
+  int pass_from[max_passed_fds] = {};
+  int pass_to[max_passed_fds] = {};
+  int pass_count = 0;
+
+  template <class Launcher, class Path, class Argv>
+  bp::error_code on_setup(Launcher& launcher, const Path&, Argv&) {
+    launcher.env = envp;
+    return {};
+  }
+
+  template <class Launcher, class Path, class Argv>
+  bp::error_code on_exec_setup(Launcher& launcher, const Path&, Argv&) {
+    // The runner may die at any moment: arm PDEATHSIG, then check we are not already
+    // orphaned (if the parent died before prctl, the signal will never come).
+    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) return fail();
+    if (::getppid() != parent) ::_exit(127);
+
+    if (::setpgid(0, 0) != 0) return fail();
+
+    // Default dispositions and an empty mask, whatever the runner had (SIG_IGN
+    // survives exec; the harness thread blocks every signal).
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    ::sigemptyset(&dfl.sa_mask);
+    for (int sig = 1; sig < NSIG; ++sig) {
+      if (sig == SIGKILL || sig == SIGSTOP) continue;
+      ::sigaction(sig, &dfl, nullptr);  // fails harmlessly for reserved signals
+    }
+    sigset_t none;
+    ::sigemptyset(&none);
+    if (::sigprocmask(SIG_SETMASK, &none, nullptr) != 0) return fail();
+
+    if (listen_pid_value != nullptr) write_pid(listen_pid_value, ::getpid());
+
+    // Move the passed fds out of the way first (a source may sit on another's
+    // target), then onto their targets; dup2 clears FD_CLOEXEC on the copies.
+    int error_pipe = launcher.fd_whitelist.back();
+    int high[max_passed_fds];
+    for (int i = 0; i < pass_count; ++i) {
+      high[i] = ::fcntl(pass_from[i], F_DUPFD_CLOEXEC, 1024);
+      if (high[i] < 0) return fail();
+    }
+    int stdio_high[3];
+    for (int i = 0; i < 3; ++i) {
+      stdio_high[i] = ::fcntl(stdio[i], F_DUPFD_CLOEXEC, 1024);
+      if (stdio_high[i] < 0) return fail();
+    }
+    for (int i = 0; i < 3; ++i) {
+      if (::dup2(stdio_high[i], i) < 0) return fail();
+    }
+    for (int i = 0; i < pass_count; ++i) {
+      if (pass_to[i] == error_pipe) {
+        // The launcher's error pipe sits where a passed fd must go: move it.
+        int moved = ::fcntl(error_pipe, F_DUPFD_CLOEXEC, 1024);
+        if (moved < 0) return fail();
+        ::close(error_pipe);
+        error_pipe = moved;
+        launcher.fd_whitelist.back() = moved;
+      }
+      if (::dup2(high[i], pass_to[i]) < 0) return fail();
+    }
+
+    if (cwd != nullptr && ::chdir(cwd) != 0) return fail();
+
+    // Close everything else: keep 0-2, the passed targets and the error pipe.
+    for (int fd = 3;;) {
+      int next_keep = -1;  // the smallest kept fd >= fd
+      for (int i = 0; i < pass_count; ++i) {
+        if (pass_to[i] >= fd && (next_keep < 0 || pass_to[i] < next_keep)) next_keep = pass_to[i];
+      }
+      if (error_pipe >= fd && (next_keep < 0 || error_pipe < next_keep)) next_keep = error_pipe;
+      const unsigned last = next_keep < 0 ? ~0U : static_cast<unsigned>(next_keep - 1);
+      if (next_keep != fd) close_range(static_cast<unsigned>(fd), last);
+      if (next_keep < 0) break;
+      fd = next_keep + 1;
+    }
+    return {};
+  }
+
+  // Called by Boost in the child after a failed exec (and after it has reported
+  // errno to the parent). Never return into Boost's exit().
+  template <class... A>
+  void on_exec_error(A&&...) {
+    ::_exit(127);
+  }
+
+  static bp::error_code fail() { return {errno, bp::system_category()}; }
+
+  static void write_pid(char* out, pid_t pid) {
+    char digits[listen_pid_digits];
+    int n = 0;
+    auto v = static_cast<unsigned long>(pid);
+    do {
+      digits[n++] = static_cast<char>('0' + v % 10);
+      v /= 10;
+    } while (v != 0 && n < listen_pid_digits);
+    for (int i = 0; i < n; ++i) out[i] = digits[n - 1 - i];
+    out[n] = '\0';
+  }
+
+  static void close_range(unsigned first, unsigned last) {
+    if (first > last) return;
+#ifdef SYS_close_range
+    if (::syscall(SYS_close_range, first, last, 0) == 0) return;
+#endif
+    // Old kernels: close one by one up to the soft limit.
+    long limit = ::sysconf(_SC_OPEN_MAX);
+    if (limit < 0 || limit > 1 << 20) limit = 1 << 20;
+    for (unsigned long fd = first; fd <= last && fd < static_cast<unsigned long>(limit); ++fd) {
+      ::close(static_cast<int>(fd));
+    }
+  }
+};
+
+}  // namespace
+
+void inject_fork_failures_for_testing(int count) { injected_fork_failures = count; }
+
+result<pid_t> spawn_child(const spawn_request& req) {
+  if (static_cast<int>(req.fds.size()) > max_passed_fds) {
+    return make_failure(errc::invalid_argument, "too many fds to pass (at most 64)");
+  }
+  if (injected_fork_failures.load() > 0) {
+    injected_fork_failures.fetch_sub(1);
+    return make_failure(errc::spawn_failed,
+                        "fork: " + std::error_code(EAGAIN, std::system_category()).message());
+  }
+
+  // Storage the child reads between fork and exec.
+  std::vector<std::string> env = req.env;
+  std::vector<const char*> envp;
+  envp.reserve(env.size() + 1);
+  child_setup setup;
+  setup.parent = ::getpid();
+  for (std::size_t i = 0; i < env.size(); ++i) {
+    if (static_cast<int>(i) == req.listen_pid_entry) {
+      env[i] = "LISTEN_PID=" + std::string(listen_pid_digits + 1, '\0');
+    }
+    envp.push_back(env[i].c_str());
+  }
+  envp.push_back(nullptr);
+  if (req.listen_pid_entry >= 0) {
+    setup.listen_pid_value = env[static_cast<std::size_t>(req.listen_pid_entry)].data() + 11;
+  }
+  setup.envp = envp.data();
+  setup.cwd = req.cwd.empty() ? nullptr : req.cwd.c_str();
+  setup.stdio[0] = req.stdin_fd;
+  setup.stdio[1] = req.stdout_fd;
+  setup.stdio[2] = req.stderr_fd;
+  for (const auto& p : req.fds) {
+    setup.pass_from[setup.pass_count] = p.fd;
+    setup.pass_to[setup.pass_count] = p.child_fd;
+    ++setup.pass_count;
+  }
+
+  std::vector<const char*> argv;
+  argv.reserve(req.argv.size() + 1);
+  for (const auto& a : req.argv) argv.push_back(a.c_str());
+  argv.push_back(nullptr);
+
+  // A context only for the launcher: Boost calls notify_fork() on it around fork(),
+  // which must not happen on the io_context the harness thread is running.
+  static boost::asio::io_context launch_context;
+  bp::posix::default_launcher launcher;
+  bp::error_code ec;
+  auto child = launcher(launch_context.get_executor(), ec, bp::filesystem::path(req.program),
+                        argv.data(), setup);
+  if (ec) {
+    if (launcher.pid > 0) {
+      // The child reported its exec failure and is exiting: reap it.
+      int status = 0;
+      while (::waitpid(launcher.pid, &status, 0) < 0 && errno == EINTR) {
+      }
+    }
+    return make_failure(errc::spawn_failed, req.program + ": " + ec.message());
+  }
+  const pid_t pid = child.id();
+  // Both sides set the group, so it is in place whichever runs first.
+  ::setpgid(pid, pid);
+  // From here on the harness owns the child: Boost must not kill it on destruction.
+  child.detach();
+  return pid;
+}
+
+}  // namespace harness::detail

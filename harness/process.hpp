@@ -1,0 +1,169 @@
+// harness/process.hpp — start a child process and own it completely.
+//
+//   harness::process p = harness::process::spawn({
+//       .argv = {"redis-server", "--port", "7001"},
+//       .env = {.set = {{"LANG", "C"}}},
+//   });
+//   ... use it ...
+//   harness::exit_status s = p.stop();    // SIGTERM to its group, grace, SIGKILL, reap
+//   EXPECT_TRUE(s.signaled() || s.success()) << s;
+//
+// What the child gets:
+//   * its own process group (the child is the leader), and PR_SET_PDEATHSIG(SIGKILL):
+//     if the runner dies, the child dies too. Every spawn runs on one long-lived
+//     harness thread, because the kernel fires PDEATHSIG when the *thread* that forked
+//     exits; a process you start from a short-lived thread lives on until you stop it;
+//   * an empty signal mask and default signal dispositions, whatever the runner uses;
+//   * stdin from /dev/null, stdout and stderr into pipes the harness drains, plus the
+//     fds you list in `fds`; nothing else, even fds the runner left without CLOEXEC;
+//   * HARNESS_SESSION=<id> in its environment. The harness uses this marker to find
+//     the child's descendants, including ones that left its process group with
+//     setsid(), and kill them on stop() and when the runner dies (a small reaper
+//     process per runner watches for that).
+//
+// Stopping (stop(), the destructor, move-assignment over a live process): the first
+// signal (SIGTERM) goes to the child's process group and to every marked descendant;
+// the harness waits up to `grace` for all of them to exit, then sends SIGKILL to
+// whatever is left, reaps the child and returns its exit status. The destructor does
+// the same, never throws and is bounded by grace + kill_wait (both scaled by
+// HARNESS_TIMEOUT_SCALE, see timeouts.hpp). Signals go through a pidfd where the
+// kernel has one, so a recycled pid is never signalled.
+//
+// Gotchas:
+//   * A descendant that rebuilds its environment without HARNESS_SESSION (e.g.
+//     `env -i`) and leaves the process group cannot be found; it is not killed.
+//   * Do not reap harness children yourself (waitpid(-1), SIGCHLD set to SIG_IGN): the
+//     exit status is then lost and reported as "status unknown".
+//   * on_exit and output_options::on_line run on the harness I/O thread; keep them short.
+#pragma once
+
+#include <chrono>
+#include <csignal>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "harness/error.hpp"
+#include "harness/exit_status.hpp"
+#include "harness/output.hpp"
+#include "harness/timeouts.hpp"
+
+namespace harness {
+
+struct env_options {
+  // Start from the runner's environment. When false, only the variables named in
+  // `allow` are copied from it.
+  bool inherit = true;
+  std::vector<std::string> allow{};
+  // Removed after inheriting. The socket-activation and notify variables (LISTEN_FDS,
+  // LISTEN_PID, LISTEN_FDNAMES, NOTIFY_SOCKET, HARNESS_READY_FD) are never inherited.
+  std::vector<std::string> unset{};
+  // Set last; wins over everything above.
+  std::vector<std::pair<std::string, std::string>> set{};
+};
+
+struct stop_policy {
+  // The first signal, sent to the whole tree.
+  int signal = SIGTERM;
+  // How long the tree may take to exit after the first signal before SIGKILL.
+  std::chrono::milliseconds grace = timeouts::stop_grace;
+  // How long to wait for the tree to vanish after SIGKILL before giving up.
+  std::chrono::milliseconds kill_wait = timeouts::kill_wait;
+};
+
+// A descriptor of the runner passed to the child as `child_fd` (>= 3).
+struct fd_pass {
+  int fd = -1;
+  int child_fd = 3;
+};
+
+struct process_options {
+  // argv[0] is the program: a path (relative paths are resolved against the runner's
+  // working directory) or a name looked up in PATH.
+  std::vector<std::string> argv{};
+  env_options env{};
+  // Working directory of the child; empty: the runner's.
+  std::filesystem::path cwd{};
+  output_options output{};
+  std::vector<fd_pass> fds{};
+  // Set LISTEN_PID to the child's own pid (systemd socket activation). The value is
+  // written in the child between fork and exec.
+  bool set_listen_pid = false;
+  // Used by the destructor and by stop() without arguments.
+  stop_policy stop{};
+  // A label for log file names and messages; default: the program's file name.
+  std::string name{};
+  // Called once on the harness I/O thread when the child has exited (before it is
+  // reaped; status() is already set).
+  std::function<void(const exit_status&)> on_exit{};
+};
+
+namespace detail {
+struct process_state;
+}
+
+class process {
+ public:
+  // Starts the program. Blocks until the exec has succeeded or failed (milliseconds).
+  // Bad input and exec failures are typed: errc::empty_argv, program_not_found,
+  // program_not_executable, program_is_directory, invalid_argument (bad cwd or fds),
+  // spawn_failed (with the system error in the detail).
+  [[nodiscard]] static process spawn(process_options options);
+  [[nodiscard]] static result<process> try_spawn(process_options options);
+
+  // An empty object: owns nothing.
+  process() noexcept;
+  process(process&& other) noexcept;
+  // Stops the process this object owned (with its stop policy), then takes `other`.
+  process& operator=(process&& other) noexcept;
+  process(const process&) = delete;
+  process& operator=(const process&) = delete;
+  // Stops the process with options.stop; bounded, never throws.
+  ~process();
+
+  [[nodiscard]] bool valid() const noexcept { return state_ != nullptr; }
+  explicit operator bool() const noexcept { return valid(); }
+
+  [[nodiscard]] int pid() const;
+  // The HARNESS_SESSION marker value of this process.
+  [[nodiscard]] const std::string& session_id() const;
+  // The argv, shell-quoted, for messages.
+  [[nodiscard]] std::string command_line() const;
+  // The label (options.name or the program's file name).
+  [[nodiscard]] const std::string& name() const;
+
+  // True until the child has exited (it may not be reaped yet).
+  [[nodiscard]] bool running() const;
+  // The exit status once the child has exited.
+  [[nodiscard]] std::optional<exit_status> status() const;
+
+  // Blocks until the child exits or the (scaled) timeout passes; does not signal it.
+  std::optional<exit_status> wait_for(std::chrono::milliseconds timeout) const;
+
+  // Sends `signal` to the child only (through its pidfd). errc::not_running once it
+  // has exited.
+  result<void> signal(int signal) const;
+  // Sends `signal` to the child's process group.
+  result<void> signal_group(int signal) const;
+
+  // Stops the whole tree (see the top of this file) and reaps the child. Idempotent:
+  // later calls return the same status. Blocks at most grace + kill_wait (scaled).
+  exit_status stop();
+  exit_status stop(const stop_policy& policy);
+
+  // The child's output (tails, log file, waits). Valid while this object lives.
+  [[nodiscard]] harness::output output() const;
+
+ private:
+  explicit process(std::shared_ptr<detail::process_state> state) noexcept;
+  std::shared_ptr<detail::process_state> state_;
+};
+
+// Shell-quotes argv for display: my-server --name 'a b'.
+std::string quote_command(const std::vector<std::string>& argv);
+
+}  // namespace harness

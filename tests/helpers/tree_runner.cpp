@@ -1,0 +1,54 @@
+// A test runner stand-in: starts server trees with serve-harness, reports every pid,
+// then waits to be killed. Used by tests/reliability/runner_death_test.cpp.
+//
+//   tree-runner <fixture-server>
+// prints "TOKEN <runner token>", then "PID <pid>" for each process of the trees,
+// then "READY", and blocks until killed.
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+#include <vector>
+
+#include "harness/detail/io_thread.hpp"
+#include "harness/process.hpp"
+
+using namespace std::chrono_literals;
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::cerr << "usage: tree-runner <fixture-server>\n";
+    return 64;
+  }
+  const std::string fixture = argv[1];
+  std::vector<harness::process> trees;
+  // A plain server, a server with children in and out of its group (and ignoring
+  // SIGTERM), and a `sh -c 'srv & wait'` tree.
+  trees.push_back(harness::process::spawn({.argv = {fixture, "--port=0"}}));
+  trees.push_back(harness::process::spawn(
+      {.argv = {fixture, "--port=0", "--fork-child", "--fork-setsid", "--fork-daemon",
+                "--child-ignores-sigterm", "--ignore-sigterm"}}));
+  trees.push_back(harness::process::spawn(
+      {.argv = {"/bin/sh", "-c", "\"$0\" --port=0 --fork-setsid & wait", fixture}}));
+
+  std::cout << "TOKEN " << harness::detail::io_thread::get().runner_token() << "\n";
+  for (const auto& t : trees) std::cout << "PID " << t.pid() << "\n";
+  for (const char* tag : {"CHILD", "SETSID", "DAEMON"}) {
+    auto line = trees[1].output().wait_for_line(std::string("^") + tag + R"( (\d+)$)", 10s);
+    if (!line) {
+      std::cerr << line.error().message() << "\n";
+      return 1;
+    }
+    std::cout << "PID " << line->groups[1] << "\n";
+  }
+  for (const char* tag : {"PID", "SETSID"}) {
+    auto line = trees[2].output().wait_for_line(std::string("^") + tag + R"( (\d+)$)", 10s);
+    if (!line) {
+      std::cerr << line.error().message() << "\n";
+      return 1;
+    }
+    std::cout << "PID " << line->groups[1] << "\n";
+  }
+  std::cout << "READY" << std::endl;
+  for (;;) ::pause();
+}

@@ -1,0 +1,453 @@
+// The process layer against the real fixture server.
+#include "harness/process.hpp"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "harness/detail/pidfd.hpp"
+#include "harness/detail/spawn_posix.hpp"
+#include "support.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using harness::errc;
+using harness::exit_status;
+using harness::process;
+using harness::process_options;
+using harness::stream;
+using harness_test::fixture_server;
+
+process_options fixture(std::vector<std::string> args) {
+  process_options o;
+  o.argv = {fixture_server()};
+  o.argv.insert(o.argv.end(), args.begin(), args.end());
+  return o;
+}
+
+// Starts a serving fixture and returns it with its port.
+std::pair<process, std::uint16_t> serving(std::vector<std::string> extra = {}) {
+  std::vector<std::string> args = {"--port=0", "--announce-line=listening on {port}"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  process p = process::spawn(fixture(args));
+  auto line = p.output().wait_for_line(R"(^listening on (\d+)$)", 10s);
+  if (!line) throw harness::error(line.error());
+  return {std::move(p), static_cast<std::uint16_t>(std::stoi(line->groups[1]))};
+}
+
+// The pid the fixture reports on a line "<tag> <pid>".
+pid_t reported_pid(const process& p, const std::string& tag) {
+  auto line = p.output().wait_for_line("^" + tag + R"( (\d+)$)", 10s);
+  if (!line) throw harness::error(line.error());
+  return std::stoi(line->groups[1]);
+}
+
+TEST(Process, ExitCodeIsReported) {
+  process p = process::spawn(fixture({"--exit-before-ready=3"}));
+  auto status = p.wait_for(10s);
+  ASSERT_TRUE(status);
+  EXPECT_EQ(*status, exit_status::exited_with(3));
+  EXPECT_FALSE(p.running());
+  EXPECT_EQ(p.stop(), exit_status::exited_with(3));
+  EXPECT_EQ(p.stop().str(), "exited with status 3");
+}
+
+TEST(Process, SignalDeathIsReported) {
+  auto [p, port] = serving();
+  ASSERT_TRUE(p.running());
+  ASSERT_TRUE(p.signal(SIGKILL));
+  auto status = p.wait_for(10s);
+  ASSERT_TRUE(status);
+  EXPECT_EQ(*status, exit_status::killed_by(SIGKILL));
+  EXPECT_EQ(p.stop().str(), "killed by signal 9 (SIGKILL)");
+  auto again = p.signal(SIGTERM);
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().code, errc::not_running);
+}
+
+TEST(Process, CooperativeStopUsesSigterm) {
+  auto [p, port] = serving();
+  EXPECT_EQ(harness_test::tcp_request(port, "ping"), "pong: ping");
+  const exit_status s = p.stop();
+  // The fixture exits 0 on SIGTERM.
+  EXPECT_EQ(s, exit_status::exited_with(0));
+  EXPECT_NE(p.output().tail(stream::err).find("got SIGTERM"), std::string::npos);
+  EXPECT_EQ(p.status(), s);
+}
+
+TEST(Process, StopEscalatesToSigkillAfterTheGrace) {
+  auto [p, port] = serving({"--ignore-sigterm"});
+  ASSERT_TRUE(p.output().wait_for_line("ignoring SIGTERM", 10s));
+  const auto grace = harness::timeouts::scaled(300ms);
+  const auto t0 = std::chrono::steady_clock::now();
+  const exit_status s = p.stop({.grace = 300ms, .kill_wait = 5s});
+  const auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_EQ(s, exit_status::killed_by(SIGKILL));
+  EXPECT_GE(took, grace);                                  // it did wait for the grace
+  EXPECT_LT(took, grace + harness::timeouts::scaled(5s));  // and did not hang
+}
+
+TEST(Process, StopTakesDownTheWholeTree) {
+  // A child in the group, one that left it with setsid(), an orphaned daemon: all
+  // ignoring SIGTERM, so only the SIGKILL sweep can end them.
+  auto [p, port] = serving({"--fork-child", "--fork-setsid", "--fork-daemon",
+                            "--child-ignores-sigterm"});
+  std::vector<int> pidfds;
+  for (const char* tag : {"CHILD", "SETSID", "DAEMON"}) {
+    const pid_t pid = reported_pid(p, tag);
+    const int fd = harness_test::open_pidfd(pid);
+    ASSERT_GE(fd, 0) << tag;
+    ASSERT_FALSE(harness_test::pidfd_exited(fd)) << tag << " should be alive before stop";
+    pidfds.push_back(fd);
+  }
+  const pid_t leader = p.pid();
+  p.stop({.grace = 200ms, .kill_wait = 5s});
+  for (int fd : pidfds) {
+    // stop() returns only once the tree is gone.
+    EXPECT_TRUE(harness_test::pidfd_exited(fd)) << "a descendant survived stop()";
+    ::close(fd);
+  }
+  // The leader is reaped: no zombie left behind.
+  EXPECT_EQ(::waitpid(leader, nullptr, WNOHANG), -1);
+  EXPECT_EQ(errno, ECHILD);
+  EXPECT_TRUE(harness_test::zombie_children().empty());
+}
+
+TEST(Process, CooperativeTreeGetsSigtermFirst) {
+  auto [p, port] = serving({"--fork-setsid"});
+  const pid_t child = reported_pid(p, "SETSID");
+  const int fd = harness_test::open_pidfd(child);
+  ASSERT_GE(fd, 0);
+  const exit_status s = p.stop({.grace = 10s});
+  EXPECT_EQ(s, exit_status::exited_with(0));
+  EXPECT_TRUE(harness_test::pidfd_exited(fd));
+  ::close(fd);
+}
+
+TEST(Process, ChildSeesOnlyStdioAndPassedFds) {
+  // Leak fds the way careless runners do: no CLOEXEC.
+  std::vector<int> leaked;
+  for (int i = 0; i < 20; ++i) leaked.push_back(::open("/dev/null", O_RDONLY));
+  int pass_a = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  int pass_b = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+  process plain = process::spawn(fixture({"--report-fds", "--exit-before-ready=0"}));
+  auto line = plain.output().wait_for_line("^FDS ", 10s);
+  ASSERT_TRUE(line) << line.error().message();
+  EXPECT_EQ(line->line, "FDS 0 1 2");
+
+  // A gap between passed fds (3 and 7) must not let anything else through.
+  auto o = fixture({"--report-fds", "--exit-before-ready=0"});
+  o.fds = {{pass_a, 3}, {pass_b, 7}};
+  process passing = process::spawn(o);
+  line = passing.output().wait_for_line("^FDS ", 10s);
+  ASSERT_TRUE(line) << line.error().message();
+  EXPECT_EQ(line->line, "FDS 0 1 2 3 7");
+
+  for (int fd : leaked) ::close(fd);
+  ::close(pass_a);
+  ::close(pass_b);
+}
+
+TEST(Process, TenMebibytesOnStderrDoNotBlockTheChild) {
+  constexpr std::size_t ten_mib = 10u << 20;
+  process_options o = fixture({"--stderr-bytes=" + std::to_string(ten_mib), "--port=0",
+                               "--announce-line=listening on {port}"});
+  o.output.tail_bytes = 32 * 1024;
+  o.output.log_max_bytes = 1 << 20;
+  process p = process::spawn(o);
+  // The announcement comes after the 10 MiB: seeing it proves the child never blocked.
+  auto line = p.output().wait_for_line("^listening on", 60s);
+  ASSERT_TRUE(line) << line.error().message();
+  // stdout and stderr are separate pipes: the stdout line may be read before the
+  // last stderr bytes. After stop() both are drained to end-of-file.
+  EXPECT_EQ(p.stop(), exit_status::exited_with(0));
+  const std::string goodbye = "got SIGTERM\n";  // the fixture's last words on stderr
+  EXPECT_EQ(p.output().byte_count(stream::err), ten_mib + goodbye.size());
+  EXPECT_EQ(p.output().tail_lines(stream::err, 1), std::vector<std::string>{"got SIGTERM"});
+  EXPECT_LE(p.output().memory_bytes(), o.output.tail_bytes + o.output.max_line * 2);
+  EXPECT_LT(std::filesystem::file_size(p.output().log_path()), (1u << 20) + 4096);
+}
+
+TEST(Process, ChildCarriesTheSessionMarker) {
+  process p = process::spawn(fixture({"--report-env=HARNESS_SESSION", "--exit-before-ready=0"}));
+  auto line = p.output().wait_for_line("^ENV HARNESS_SESSION", 10s);
+  ASSERT_TRUE(line);
+  EXPECT_EQ(line->line, "ENV HARNESS_SESSION=" + p.session_id());
+  EXPECT_FALSE(p.session_id().empty());
+}
+
+TEST(Process, EnvironmentOptions) {
+  ::setenv("HARNESS_TEST_INHERITED", "yes", 1);
+  ::setenv("LISTEN_FDS", "3", 1);  // must never leak into a child
+  process_options o = fixture({"--report-env=HARNESS_TEST_INHERITED", "--report-env=LISTEN_FDS",
+                               "--report-env=EXTRA", "--report-env=PATH",
+                               "--exit-before-ready=0"});
+  o.env.set = {{"EXTRA", "a b=c"}};
+  process p = process::spawn(o);
+  ASSERT_TRUE(p.wait_for(10s));
+  p.output().wait_closed(10s);
+  auto out = p.output().tail(stream::out);
+  EXPECT_NE(out.find("ENV HARNESS_TEST_INHERITED=yes\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("ENV LISTEN_FDS is unset\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("ENV EXTRA=a b=c\n"), std::string::npos) << out;
+
+  // Allow-list: only PATH comes through.
+  o.env = {.inherit = false, .allow = {"PATH"}, .unset = {}, .set = {}};
+  process q = process::spawn(o);
+  ASSERT_TRUE(q.wait_for(10s));
+  q.output().wait_closed(10s);
+  out = q.output().tail(stream::out);
+  EXPECT_NE(out.find("ENV HARNESS_TEST_INHERITED is unset\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("ENV PATH=" + std::string(::getenv("PATH")) + "\n"), std::string::npos)
+      << out;
+
+  // unset removes an inherited variable.
+  o.env = {.inherit = true, .allow = {}, .unset = {"HARNESS_TEST_INHERITED"}, .set = {}};
+  process r = process::spawn(o);
+  ASSERT_TRUE(r.wait_for(10s));
+  r.output().wait_closed(10s);
+  EXPECT_NE(r.output().tail(stream::out).find("ENV HARNESS_TEST_INHERITED is unset\n"),
+            std::string::npos);
+  ::unsetenv("HARNESS_TEST_INHERITED");
+  ::unsetenv("LISTEN_FDS");
+}
+
+TEST(Process, ListenPidIsTheChildsOwnPid) {
+  process_options o = fixture({"--report-env=LISTEN_PID", "--exit-before-ready=0"});
+  o.set_listen_pid = true;
+  process p = process::spawn(o);
+  auto line = p.output().wait_for_line("^ENV LISTEN_PID", 10s);
+  ASSERT_TRUE(line);
+  EXPECT_EQ(line->line, "ENV LISTEN_PID=" + std::to_string(p.pid()));
+}
+
+TEST(Process, ChildGetsCleanSignalState) {
+  // The runner blocks and ignores signals; the child must start clean.
+  sigset_t block, old;
+  sigemptyset(&block);
+  sigaddset(&block, SIGUSR1);
+  sigaddset(&block, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &block, &old);
+  auto old_usr2 = std::signal(SIGUSR2, SIG_IGN);
+  process p = process::spawn(fixture({"--report-signals", "--exit-before-ready=0"}));
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  std::signal(SIGUSR2, old_usr2);
+  auto mask = p.output().wait_for_line("^SIGMASK ", 10s);
+  auto ign = p.output().wait_for_line("^SIGIGN ", 10s);
+  ASSERT_TRUE(mask && ign);
+  EXPECT_EQ(mask->line, "SIGMASK 0000000000000000");
+  EXPECT_EQ(ign->line, "SIGIGN none");
+}
+
+TEST(Process, OwnProcessGroup) {
+  auto [p, port] = serving();
+  EXPECT_EQ(::getpgid(p.pid()), p.pid());
+  ASSERT_TRUE(p.signal_group(SIGTERM));
+  auto s = p.wait_for(10s);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(*s, exit_status::exited_with(0));
+}
+
+TEST(Process, SurvivesTheThreadThatStartedIt) {
+  process p;
+  std::thread starter([&] { p = process::spawn(fixture({"--port=0", "--announce-line=on {port}"})); });
+  starter.join();
+  auto line = p.output().wait_for_line(R"(^on (\d+)$)", 10s);
+  ASSERT_TRUE(line);
+  // Had the starting thread forked it, PDEATHSIG would have killed it at thread exit.
+  EXPECT_FALSE(p.wait_for(300ms)) << "the server died with the thread that started it";
+  EXPECT_EQ(harness_test::tcp_request(static_cast<std::uint16_t>(std::stoi(line->groups[1])), "hi"),
+            "pong: hi");
+}
+
+TEST(Process, DestructorStopsTheTree) {
+  int fd;
+  {
+    auto [p, port] = serving({"--fork-setsid", "--child-ignores-sigterm"});
+    fd = harness_test::open_pidfd(reported_pid(p, "SETSID"));
+    ASSERT_GE(fd, 0);
+  }
+  EXPECT_TRUE(harness_test::pidfd_exited(fd));
+  ::close(fd);
+}
+
+TEST(Process, MoveAssignmentStopsTheOldProcess) {
+  auto [a, port_a] = serving();
+  const int fd = harness_test::open_pidfd(a.pid());
+  auto [b, port_b] = serving();
+  const pid_t b_pid = b.pid();
+  a = std::move(b);
+  EXPECT_TRUE(harness_test::pidfd_exited(fd));
+  EXPECT_EQ(a.pid(), b_pid);
+  EXPECT_FALSE(b.valid());  // NOLINT(bugprone-use-after-move): moved-from is empty
+  EXPECT_EQ(b.stop(), exit_status{});
+  ::close(fd);
+}
+
+TEST(Process, LogFileRecordsTheRun) {
+  auto [p, port] = serving({"--print=hello from stdout", "--eprint=hello from stderr"});
+  auto log = p.output().log_path();
+  p.stop();
+  ASSERT_FALSE(log.empty());
+  const auto text = harness_test::read_text(log.string());
+  EXPECT_NE(text.find(p.command_line()), std::string::npos) << text;
+  EXPECT_NE(text.find("hello from stdout"), std::string::npos) << text;
+  EXPECT_NE(text.find("hello from stderr"), std::string::npos) << text;
+  EXPECT_NE(text.find("stopped: exited with status 0"), std::string::npos) << text;
+}
+
+TEST(Process, OnExitAndOnLineCallbacks) {
+  std::mutex m;
+  std::vector<std::string> lines;
+  std::optional<exit_status> seen;
+  process_options o = fixture({"--print=one", "--eprint=two", "--exit-before-ready=5"});
+  o.output.on_line = [&](stream, std::string_view l) {
+    std::lock_guard lock(m);
+    lines.emplace_back(l);
+  };
+  o.on_exit = [&](const exit_status& s) {
+    std::lock_guard lock(m);
+    seen = s;
+  };
+  process p = process::spawn(o);
+  ASSERT_TRUE(p.wait_for(10s));
+  EXPECT_EQ(p.stop(), exit_status::exited_with(5));
+  p = process();  // releases the I/O objects, which reports the exit at the latest
+  // The callbacks run on the harness thread; a spawn is a round trip through it, so
+  // after one more spawn everything queued before has run.
+  process::spawn(fixture({"--exit-before-ready=0"})).stop();
+  std::lock_guard lock(m);
+  EXPECT_EQ(seen, exit_status::exited_with(5));
+  EXPECT_NE(std::find(lines.begin(), lines.end(), "one"), lines.end());
+  EXPECT_NE(std::find(lines.begin(), lines.end(), "two"), lines.end());
+}
+
+// --- bad input: typed errors, no hang, no leaked fd or process ---------------
+
+class BadInput : public testing::Test {
+ protected:
+  void SetUp() override {
+    // Warm up (harness thread, reaper, log dir) so the fd baseline is stable.
+    process::spawn(fixture({"--exit-before-ready=0"})).stop();
+    fds_before_ = harness_test::open_fd_count();
+  }
+  void TearDown() override {
+    EXPECT_EQ(harness_test::open_fd_count(), fds_before_) << "a failed spawn leaked an fd";
+    EXPECT_TRUE(harness_test::zombie_children().empty());
+  }
+  std::size_t fds_before_ = 0;
+};
+
+TEST_F(BadInput, EmptyArgv) {
+  auto r = process::try_spawn({});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::empty_argv);
+}
+
+TEST_F(BadInput, MissingProgram) {
+  auto r = process::try_spawn({.argv = {"/nonexistent/serve-harness-missing"}});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::program_not_found);
+  EXPECT_NE(r.error().message().find("/nonexistent/serve-harness-missing"), std::string::npos);
+  auto by_name = process::try_spawn({.argv = {"serve-harness-no-such-program"}});
+  ASSERT_FALSE(by_name);
+  EXPECT_EQ(by_name.error().code, errc::program_not_found);
+  EXPECT_NE(by_name.error().message().find("PATH="), std::string::npos);
+  EXPECT_THROW((void)process::spawn({.argv = {"/nonexistent/x"}}), harness::error);
+}
+
+TEST_F(BadInput, DirectoryAsProgram) {
+  auto r = process::try_spawn({.argv = {"/tmp"}});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::program_is_directory);
+}
+
+TEST_F(BadInput, NotExecutable) {
+  char path[] = "/tmp/harness-noexec-XXXXXX";
+  int fd = ::mkstemp(path);
+  ASSERT_GE(fd, 0);
+  ::close(fd);
+  auto r = process::try_spawn({.argv = {path}});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::program_not_executable);
+  ::unlink(path);
+}
+
+TEST_F(BadInput, ExecFailureAfterForkIsReportedAndReaped) {
+  // Executable but not a valid program: only execve() can tell.
+  char path[] = "/tmp/harness-badexec-XXXXXX";
+  int fd = ::mkstemp(path);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::write(fd, "\x7f" "ELF garbage", 12), 12);
+  ::close(fd);
+  ::chmod(path, 0700);
+  auto r = process::try_spawn({.argv = {path}});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::spawn_failed);
+  EXPECT_NE(r.error().message().find("Exec format error"), std::string::npos)
+      << r.error().message();
+  ::unlink(path);
+}
+
+TEST_F(BadInput, BadOptions) {
+  auto cwd = process::try_spawn({.argv = {fixture_server()}, .cwd = "/nonexistent-dir"});
+  ASSERT_FALSE(cwd);
+  EXPECT_EQ(cwd.error().code, errc::invalid_argument);
+  auto low = process::try_spawn({.argv = {fixture_server()}, .fds = {{0, 2}}});
+  ASSERT_FALSE(low);
+  EXPECT_EQ(low.error().code, errc::invalid_argument);
+  auto closed_fd = process::try_spawn({.argv = {fixture_server()}, .fds = {{987, 3}}});
+  ASSERT_FALSE(closed_fd);
+  EXPECT_EQ(closed_fd.error().code, errc::invalid_argument);
+  process_options env = fixture({});
+  env.env.set = {{"A=B", "x"}};
+  auto bad_env = process::try_spawn(env);
+  ASSERT_FALSE(bad_env);
+  EXPECT_EQ(bad_env.error().code, errc::invalid_argument);
+}
+
+TEST_F(BadInput, ForkFailureIsTyped) {
+  harness::detail::inject_fork_failures_for_testing(1);
+  auto r = process::try_spawn(fixture({"--exit-before-ready=0"}));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::spawn_failed);
+  EXPECT_NE(r.error().message().find("fork"), std::string::npos);
+}
+
+// --- kernels without pidfd ------------------------------------------------------
+
+class NoPidfd : public testing::Test {
+ protected:
+  void SetUp() override { harness::detail::pidfd::disable_for_testing(true); }
+  void TearDown() override { harness::detail::pidfd::disable_for_testing(false); }
+};
+
+TEST_F(NoPidfd, ExitIsStillSeen) {
+  process p = process::spawn(fixture({"--exit-before-ready=7"}));
+  auto s = p.wait_for(10s);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(*s, exit_status::exited_with(7));
+}
+
+TEST_F(NoPidfd, StopStillTakesDownTheTree) {
+  auto [p, port] = serving({"--fork-setsid", "--child-ignores-sigterm"});
+  const pid_t child = reported_pid(p, "SETSID");
+  harness::detail::pidfd::disable_for_testing(false);
+  const int fd = harness_test::open_pidfd(child);
+  harness::detail::pidfd::disable_for_testing(true);
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(p.stop({.grace = 100ms}), exit_status::exited_with(0));
+  EXPECT_TRUE(harness_test::pidfd_exited(fd));
+  ::close(fd);
+}
+
+}  // namespace

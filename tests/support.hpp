@@ -1,0 +1,115 @@
+// Shared helpers for the serve-harness tests (not part of the library).
+#pragma once
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+
+namespace harness_test {
+
+// Paths of the test programs, from CMake ($<TARGET_FILE:...>).
+inline const char* fixture_server() { return HARNESS_FIXTURE_SERVER; }
+
+// Sends `line` + "\n" to 127.0.0.1:port and returns the first reply line (without
+// "\n"), or nullopt on any failure.
+inline std::optional<std::string> tcp_request(std::uint16_t port, const std::string& line) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return std::nullopt;
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::optional<std::string> reply;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+    std::string msg = line + "\n";
+    if (::send(fd, msg.data(), msg.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(msg.size())) {
+      std::string got;
+      char c;
+      pollfd p{fd, POLLIN, 0};
+      while (::poll(&p, 1, 10'000) == 1 && ::read(fd, &c, 1) == 1) {
+        if (c == '\n') {
+          reply = got;
+          break;
+        }
+        got.push_back(c);
+      }
+    }
+  }
+  ::close(fd);
+  return reply;
+}
+
+// A pidfd for `pid`, to learn later whether *that* process has exited.
+inline int open_pidfd(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+
+// True when the process behind the pidfd has exited (within `wait`).
+inline bool pidfd_exited(int fd, std::chrono::milliseconds wait = std::chrono::milliseconds(0)) {
+  pollfd p{fd, POLLIN, 0};
+  return ::poll(&p, 1, static_cast<int>(wait.count())) == 1;
+}
+
+inline std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Children of this process that are zombies (exited but not reaped).
+inline std::vector<pid_t> zombie_children() {
+  std::vector<pid_t> out;
+  const std::string me = std::to_string(::getpid());
+  DIR* d = ::opendir("/proc");
+  if (d == nullptr) return out;
+  while (dirent* e = ::readdir(d)) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    std::string stat = read_text(std::string("/proc/") + e->d_name + "/stat");
+    auto close = stat.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(stat.substr(close + 2));
+    std::string state, ppid;
+    rest >> state >> ppid;
+    if (state == "Z" && ppid == me) out.push_back(std::stoi(e->d_name));
+  }
+  ::closedir(d);
+  return out;
+}
+
+inline std::size_t open_fd_count() {
+  std::size_t n = 0;
+  DIR* d = ::opendir("/proc/self/fd");
+  while (dirent* e = ::readdir(d)) {
+    if (e->d_name[0] != '.') ++n;
+  }
+  ::closedir(d);
+  return n - 1;
+}
+
+// A listening socket on 127.0.0.1:port, as a program outside the pool would hold.
+inline int listen_on(std::uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd, 16) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+}  // namespace harness_test
