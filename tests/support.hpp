@@ -17,6 +17,9 @@
 #include <string>
 #include <vector>
 
+#include <gtest/gtest.h>
+
+#include "harness/lease.hpp"
 
 namespace harness_test {
 
@@ -96,6 +99,29 @@ inline std::size_t open_fd_count() {
   }
   ::closedir(d);
   return n - 1;
+}
+
+// Tests run in parallel with others that lease from the shared pool and listen on
+// the ports they get. To use fixed, predictable ports without racing them, a test
+// first leases a block of consecutive ports from the shared pool, then uses exactly
+// that block (e.g. as a private pool in its own lock directory).
+inline std::vector<harness::lease> reserve_block(int n) {
+  auto pool = harness::default_port_range().value();
+  for (int tries = 0; tries < 100; ++tries) {
+    harness::lease first = harness::lease::acquire({.range = pool});
+    if (first.port() + n - 1 > pool.last) continue;
+    std::vector<harness::lease> block;
+    block.push_back(std::move(first));
+    for (int i = 1; i < n; ++i) {
+      const auto p = static_cast<std::uint16_t>(block.front().port() + i);
+      auto next = harness::lease::try_acquire({.range = harness::port_range{p, p}});
+      if (!next) break;
+      block.push_back(std::move(*next));
+    }
+    if (static_cast<int>(block.size()) == n) return block;
+  }
+  ADD_FAILURE() << "could not reserve " << n << " consecutive ports";
+  return {};
 }
 
 // A listening socket on 127.0.0.1:port, as a program outside the pool would hold.

@@ -1,0 +1,114 @@
+#include "harness/detail/net.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace harness::detail::net {
+
+result<address> parse_host(std::string_view host, std::uint16_t port) {
+  address a;
+  std::string h(host);
+  if (h == "localhost" || h.empty()) h = "127.0.0.1";
+  if (h.size() > 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&a.storage);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&a.storage);
+  if (::inet_pton(AF_INET, h.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(port);
+    a.length = sizeof(sockaddr_in);
+    return a;
+  }
+  if (::inet_pton(AF_INET6, h.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(port);
+    a.length = sizeof(sockaddr_in6);
+    return a;
+  }
+  return make_failure(errc::invalid_argument,
+                      "host \"" + std::string(host) +
+                          "\" is not an IP address literal (use e.g. 127.0.0.1 or ::1)");
+}
+
+std::string format_endpoint(std::string_view host, std::uint16_t port) {
+  std::string h(host);
+  if (h.find(':') != std::string::npos && h.front() != '[') h = "[" + h + "]";
+  return h + ":" + std::to_string(port);
+}
+
+namespace {
+int tcp_socket(int family) {
+  return ::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+}
+void reuse(int fd) {
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+}
+}  // namespace
+
+bool tcp_port_free(const address& at, std::string* why) {
+  const int fd = tcp_socket(at.family());
+  if (fd < 0) {
+    if (why != nullptr) *why = std::string("socket: ") + std::strerror(errno);
+    return false;
+  }
+  reuse(fd);
+  const bool ok = ::bind(fd, at.get(), at.length) == 0;
+  if (!ok && why != nullptr) *why = std::strerror(errno);
+  ::close(fd);
+  return ok;
+}
+
+result<int> listen_on(const address& at, int backlog) {
+  const int fd = tcp_socket(at.family());
+  if (fd < 0) return make_system_failure(errno, "socket");
+  reuse(fd);
+  if (::bind(fd, at.get(), at.length) != 0 || ::listen(fd, backlog) != 0) {
+    const int err = errno;
+    ::close(fd);
+    return make_system_failure(err, "bind/listen");
+  }
+  return fd;
+}
+
+result<std::uint16_t> local_port(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
+    return make_system_failure(errno, "getsockname");
+  }
+  if (ss.ss_family == AF_INET) return ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+  if (ss.ss_family == AF_INET6) return ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
+  return make_failure(errc::invalid_argument, "not an IP socket");
+}
+
+connect_result try_connect(const address& at, std::chrono::milliseconds timeout) {
+  const int fd = ::socket(at.family(), SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return connect_result::error;
+  connect_result r = connect_result::error;
+  if (::connect(fd, at.get(), at.length) == 0) {
+    r = connect_result::connected;
+  } else if (errno == ECONNREFUSED) {
+    r = connect_result::refused;
+  } else if (errno == EINPROGRESS) {
+    pollfd p{fd, POLLOUT, 0};
+    const int n = ::poll(&p, 1, static_cast<int>(timeout.count()));
+    if (n == 0) {
+      r = connect_result::timed_out;
+    } else if (n == 1) {
+      int err = 0;
+      socklen_t len = sizeof err;
+      ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+      r = err == 0 ? connect_result::connected
+                   : (err == ECONNREFUSED ? connect_result::refused : connect_result::error);
+    }
+  }
+  ::close(fd);
+  return r;
+}
+
+}  // namespace harness::detail::net

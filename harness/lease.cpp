@@ -1,0 +1,272 @@
+#include "harness/lease.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <random>
+
+#include "harness/detail/net.hpp"
+#include "harness/detail/private_dir.hpp"
+
+namespace harness {
+
+namespace {
+
+bool parse_u16(std::string_view s, std::uint16_t& out) {
+  while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
+  while (!s.empty() && s.back() == ' ') s.remove_suffix(1);
+  unsigned v = 0;
+  auto r = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (r.ec != std::errc() || r.ptr != s.data() + s.size() || v > 65535) return false;
+  out = static_cast<std::uint16_t>(v);
+  return true;
+}
+
+std::string describe(const port_range& r) {
+  return std::to_string(r.first) + "-" + std::to_string(r.last);
+}
+
+}  // namespace
+
+result<port_range> parse_port_range(std::string_view text) {
+  const auto dash = text.find('-');
+  port_range r;
+  if (dash == std::string_view::npos || !parse_u16(text.substr(0, dash), r.first) ||
+      !parse_u16(text.substr(dash + 1), r.last)) {
+    return make_failure(errc::bad_port_range,
+                        "\"" + std::string(text) + "\" is not of the form LOW-HIGH (e.g. 20000-29999)");
+  }
+  if (r.first == 0) {
+    return make_failure(errc::bad_port_range, "\"" + std::string(text) + "\": ports start at 1");
+  }
+  if (r.first > r.last) {
+    return make_failure(errc::bad_port_range,
+                        "\"" + std::string(text) + "\" is inverted (LOW must not exceed HIGH)");
+  }
+  return r;
+}
+
+port_range ephemeral_port_range() {
+  port_range r{32768, 60999};
+  std::ifstream in("/proc/sys/net/ipv4/ip_local_port_range");
+  unsigned lo = 0, hi = 0;
+  if (in >> lo >> hi && lo >= 1 && lo <= hi && hi <= 65535) {
+    r = {static_cast<std::uint16_t>(lo), static_cast<std::uint16_t>(hi)};
+  }
+  return r;
+}
+
+result<port_range> default_port_range() {
+  if (const char* env = std::getenv("HARNESS_PORT_RANGE"); env != nullptr && *env != '\0') {
+    auto r = parse_port_range(env);
+    if (!r) {
+      return make_failure(errc::bad_port_range, "HARNESS_PORT_RANGE: " + r.error().detail);
+    }
+    return r;
+  }
+  const port_range eph = ephemeral_port_range();
+  // Below the ephemeral range, from 20000 up (keeps clear of the well-known service
+  // ports under 20000), when that leaves a useful pool.
+  if (eph.first > 20000 + 1000) return port_range{20000, static_cast<std::uint16_t>(eph.first - 1)};
+  // Otherwise the larger of the two gaps around the ephemeral range.
+  const port_range below{1024, static_cast<std::uint16_t>(eph.first > 1024 ? eph.first - 1 : 1024)};
+  const port_range above{static_cast<std::uint16_t>(eph.last < 65535 ? eph.last + 1 : 65535), 65535};
+  const std::size_t below_size = eph.first > 1024 ? below.size() : 0;
+  const std::size_t above_size = eph.last < 65535 ? above.size() : 0;
+  if (below_size == 0 && above_size == 0) {
+    return make_failure(errc::bad_port_range,
+                        "the ephemeral range " + describe(eph) +
+                            " leaves no ports for a pool; set HARNESS_PORT_RANGE");
+  }
+  return above_size > below_size ? above : below;
+}
+
+lease::lease(lease&& other) noexcept
+    : fd_(std::exchange(other.fd_, -1)),
+      port_(std::exchange(other.port_, 0)),
+      path_(std::move(other.path_)) {}
+
+lease& lease::operator=(lease&& other) noexcept {
+  if (this != &other) {
+    release();
+    fd_ = std::exchange(other.fd_, -1);
+    port_ = std::exchange(other.port_, 0);
+    path_ = std::move(other.path_);
+  }
+  return *this;
+}
+
+lease::~lease() { release(); }
+
+void lease::release() noexcept {
+  if (fd_ >= 0) ::close(fd_);  // drops the flock; the file stays
+  fd_ = -1;
+}
+
+namespace {
+
+void write_record(int fd, std::string_view note) {
+  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+  std::string text = "pid=" + std::to_string(::getpid()) + "\nsince=" + std::to_string(now) +
+                     "\nnote=";
+  for (char c : note) text.push_back(c == '\n' ? ' ' : c);
+  text.push_back('\n');
+  // Only the lock holder writes, so truncate-and-write is safe; a reader may see a
+  // short file while we write, which it reports as "unknown".
+  if (::ftruncate(fd, 0) == 0) {
+    ssize_t ignored = ::pwrite(fd, text.data(), text.size(), 0);
+    (void)ignored;
+  }
+}
+
+// Opens (creating if needed) a port's lock file without following symlinks, and
+// refuses anything that is not a regular file of ours (a FIFO would block readers, a
+// file of another user could be a trap).
+int open_lock_file(const std::filesystem::path& path) {
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
+  if (fd < 0) return -1;
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::getuid()) {
+    ::close(fd);
+    errno = EPERM;
+    return -1;
+  }
+  return fd;
+}
+
+std::filesystem::path lock_path(const std::filesystem::path& dir, std::uint16_t port) {
+  return dir / (std::to_string(port) + ".lock");
+}
+
+result<std::filesystem::path> pool_directory(const std::filesystem::path& given) {
+  if (given.empty()) return detail::state_subdir("ports");
+  if (auto ok = detail::ensure_private_dir(given); !ok) return std::move(ok).error();
+  return given;
+}
+
+}  // namespace
+
+result<lease> lease::try_acquire(const lease_options& options) {
+  port_range range;
+  if (options.range) {
+    range = *options.range;
+    if (range.first == 0 || range.first > range.last) {
+      return make_failure(errc::bad_port_range, describe(range) + " is empty or inverted");
+    }
+  } else {
+    auto r = default_port_range();
+    if (!r) return std::move(r).error();
+    range = *r;
+  }
+  auto dir = pool_directory(options.directory);
+  if (!dir) return std::move(dir).error();
+  auto probe_address = detail::net::parse_host(options.host, 0);
+  if (!probe_address) return std::move(probe_address).error();
+
+  // Start at a random place so that concurrent runners rarely race for one port.
+  thread_local std::mt19937 rng(std::random_device{}());
+  const std::size_t n = range.size();
+  const std::size_t start = std::uniform_int_distribution<std::size_t>(0, n - 1)(rng);
+  std::size_t held = 0, busy = 0, refused = 0;
+  std::string last_refusal;
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto port = static_cast<std::uint16_t>(range.first + (start + i) % n);
+    const auto path = lock_path(*dir, port);
+    const int fd = open_lock_file(path);
+    if (fd < 0) {
+      ++refused;
+      last_refusal = path.string() + ": " + std::strerror(errno);
+      continue;
+    }
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      ::close(fd);
+      ++held;
+      continue;
+    }
+    auto at = detail::net::parse_host(options.host, port);
+    if (!detail::net::tcp_port_free(*at)) {
+      ::close(fd);  // somebody outside the pool uses it: leave it alone
+      ++busy;
+      continue;
+    }
+    write_record(fd, options.note);
+    return lease(fd, port, path);
+  }
+  std::string detail = "no free port in " + describe(range) + " on " + options.host + " (" +
+                       std::to_string(held) + " leased by other sessions, " +
+                       std::to_string(busy) + " in use by other programs";
+  if (refused > 0) {
+    detail += ", " + std::to_string(refused) + " lock files refused, e.g. " + last_refusal;
+  }
+  detail += "); widen the pool with HARNESS_PORT_RANGE";
+  return make_failure(errc::pool_exhausted, detail);
+}
+
+lease lease::acquire(const lease_options& options) { return try_acquire(options).value(); }
+
+void lease::set_note(std::string_view note) {
+  if (fd_ >= 0) write_record(fd_, note);
+}
+
+result<std::vector<lease_record>> list_leases(const std::filesystem::path& directory) {
+  auto dir = pool_directory(directory);
+  if (!dir) return std::move(dir).error();
+  std::vector<lease_record> out;
+  DIR* d = ::opendir(dir->c_str());
+  if (d == nullptr) return make_system_failure(errno, "opendir " + dir->string());
+  while (const dirent* e = ::readdir(d)) {
+    std::string_view name(e->d_name);
+    if (name.size() <= 5 || name.substr(name.size() - 5) != ".lock") continue;
+    lease_record rec;
+    if (!parse_u16(name.substr(0, name.size() - 5), rec.port)) continue;
+    const int fd = ::open((*dir / std::string(name)).c_str(),
+                          O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0) continue;
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+      ::close(fd);
+      continue;
+    }
+    // Probe the lock without taking it for long: if we get it, nobody holds it.
+    if (::flock(fd, LOCK_SH | LOCK_NB) == 0) {
+      rec.held = false;
+      ::flock(fd, LOCK_UN);
+    } else {
+      rec.held = true;
+    }
+    char buf[4096];
+    const ssize_t len = ::pread(fd, buf, sizeof buf - 1, 0);
+    ::close(fd);
+    std::string_view text(buf, len > 0 ? static_cast<std::size_t>(len) : 0);
+    while (!text.empty()) {
+      auto eol = text.find('\n');
+      auto line = text.substr(0, eol);
+      if (line.rfind("pid=", 0) == 0) std::from_chars(line.data() + 4, line.data() + line.size(), rec.pid);
+      if (line.rfind("since=", 0) == 0) {
+        std::from_chars(line.data() + 6, line.data() + line.size(), rec.since);
+      }
+      if (line.rfind("note=", 0) == 0) rec.note = std::string(line.substr(5));
+      if (eol == std::string_view::npos) break;
+      text.remove_prefix(eol + 1);
+    }
+    out.push_back(std::move(rec));
+  }
+  ::closedir(d);
+  std::sort(out.begin(), out.end(),
+            [](const lease_record& a, const lease_record& b) { return a.port < b.port; });
+  return out;
+}
+
+}  // namespace harness

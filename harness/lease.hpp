@@ -1,0 +1,116 @@
+// harness/lease.hpp — ports leased from a pool shared by every process of this user.
+//
+//   harness::lease l = harness::lease::acquire();       // throws harness::error
+//   start_server_on(l.port());                          // nobody else gets this port
+//   ...                                                 // until `l` is destroyed
+//
+// A lease is an flock() held on <state dir>/ports/<port>.lock for as long as the lease
+// object lives. Every test process on the machine that uses serve-harness asks the
+// same pool, so no two of them are handed the same port at the same time; when a
+// holder dies (even by SIGKILL) the kernel drops its lock and the port is free again
+// at once. Lock files are never deleted (deleting one would let two holders lock two
+// different files for the same port).
+//
+// The pool lies outside the kernel's ephemeral range (ip_local_port_range), so the
+// kernel never hands a leased port to a bind(0) or an outgoing connection. Before a
+// port is handed out it is checked to be free for TCP on the lease's host; ports held
+// by processes outside the pool (a database on 25432, say) are skipped, never touched.
+//
+// Gotchas:
+//   * A lease protects against other serve-harness users only. A program that binds a
+//     fixed port in the pool without asking can still take it; session's lease mode
+//     detects that and moves to a fresh port.
+//   * The state directory must be private to the user (see HARNESS_STATE_DIR in the
+//     README); anything else is refused with errc::unsafe_state_dir.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "harness/error.hpp"
+
+namespace harness {
+
+// An inclusive range of TCP ports.
+struct port_range {
+  std::uint16_t first = 0;
+  std::uint16_t last = 0;
+  [[nodiscard]] std::size_t size() const { return last >= first ? last - first + 1u : 0u; }
+  friend bool operator==(const port_range&, const port_range&) = default;
+};
+
+// Parses "lo-hi" (1 <= lo <= hi <= 65535). errc::bad_port_range otherwise.
+result<port_range> parse_port_range(std::string_view text);
+
+// The kernel's ephemeral range, from /proc/sys/net/ipv4/ip_local_port_range.
+port_range ephemeral_port_range();
+
+// The pool used when a lease does not name one: $HARNESS_PORT_RANGE when set (a bad
+// value is an error), else the widest block of ports outside the ephemeral range,
+// starting at 20000 when the ephemeral range allows it (20000-32767 on a default
+// Linux whose ephemeral range is 32768-60999).
+result<port_range> default_port_range();
+
+struct lease_options {
+  // The pool; default: default_port_range().
+  std::optional<port_range> range{};
+  // The address the port must be free on (an IP literal or "localhost").
+  std::string host = "127.0.0.1";
+  // Where lock files live; default: <state dir>/ports.
+  std::filesystem::path directory{};
+  // Written into the lock file for `harness ports` (e.g. the server's command line).
+  std::string note{};
+};
+
+class lease {
+ public:
+  // Leases a free port. errc::pool_exhausted (with counts of ports held by other
+  // leases and in use by other programs) when none is left; errc::bad_port_range,
+  // errc::unsafe_state_dir, errc::invalid_argument (bad host) on bad input.
+  // Non-blocking: it never waits for a port to come free.
+  [[nodiscard]] static result<lease> try_acquire(const lease_options& options = {});
+  [[nodiscard]] static lease acquire(const lease_options& options = {});
+
+  lease() noexcept = default;
+  lease(lease&& other) noexcept;
+  lease& operator=(lease&& other) noexcept;
+  lease(const lease&) = delete;
+  lease& operator=(const lease&) = delete;
+  // Releases the port (closes the lock file; the file itself stays).
+  ~lease();
+
+  [[nodiscard]] bool valid() const noexcept { return fd_ >= 0; }
+  explicit operator bool() const noexcept { return valid(); }
+  [[nodiscard]] std::uint16_t port() const noexcept { return port_; }
+  [[nodiscard]] const std::filesystem::path& lock_file() const noexcept { return path_; }
+
+  // Replaces the note in the lock file (what `harness ports` shows).
+  void set_note(std::string_view note);
+  // Gives the port back now.
+  void release() noexcept;
+
+ private:
+  lease(int fd, std::uint16_t port, std::filesystem::path path) noexcept
+      : fd_(fd), port_(port), path_(std::move(path)) {}
+  int fd_ = -1;
+  std::uint16_t port_ = 0;
+  std::filesystem::path path_;
+};
+
+// What a lock file says about its holder (for `harness ports`).
+struct lease_record {
+  std::uint16_t port = 0;
+  bool held = false;        // some process holds the lock right now
+  int pid = 0;              // the holder that wrote the record (0 if unknown)
+  std::int64_t since = 0;   // unix time the lease was taken
+  std::string note{};
+};
+
+// Every lock file in the pool directory, with whether it is held right now.
+result<std::vector<lease_record>> list_leases(const std::filesystem::path& directory = {});
+
+}  // namespace harness
