@@ -1,0 +1,56 @@
+#include "harness/readiness.hpp"
+
+namespace harness {
+
+probe probe::tcp() { return probe{}; }
+
+probe probe::http(std::string path, int status, std::function<bool(std::string_view)> body) {
+  probe p;
+  p.what = kind::http;
+  p.path = path.empty() ? "/" : std::move(path);
+  p.status = status;
+  p.body = std::move(body);
+  return p;
+}
+
+probe probe::log(std::string pattern) {
+  probe p;
+  p.what = kind::log;
+  p.pattern = std::move(pattern);
+  return p;
+}
+
+probe probe::announce() {
+  probe p;
+  p.what = kind::announce;
+  return p;
+}
+
+probe probe::notify() {
+  probe p;
+  p.what = kind::notify;
+  return p;
+}
+
+probe probe::callback(std::string name, std::function<result<probe_result>(const probe_context&)> fn) {
+  probe p;
+  p.what = kind::callback;
+  p.name = std::move(name);
+  p.fn = std::move(fn);
+  return p;
+}
+
+std::string probe::describe() const {
+  switch (what) {
+    case kind::tcp: return "tcp";
+    case kind::http:
+      return "http GET " + path + " -> " + std::to_string(status) + (body ? " with body check" : "");
+    case kind::log: return "log /" + pattern + "/";
+    case kind::announce: return "announce (HARNESS_READY_FD)";
+    case kind::notify: return "notify (NOTIFY_SOCKET READY=1)";
+    case kind::callback: return "callback \"" + name + "\"";
+  }
+  return "?";
+}
+
+}  // namespace harness

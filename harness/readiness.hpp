@@ -1,0 +1,100 @@
+// harness/readiness.hpp — how a session knows its server is ready.
+//
+// A server is ready when every probe in ready_options::probes has passed (all-of),
+// checked against one deadline (ready_options::timeout, scaled by
+// HARNESS_TIMEOUT_SCALE). The wait fails at once, with the reason, when the server
+// exits, prints a line matching one of ready_options::fail_on, or (lease mode) turns
+// out not to own its port.
+//
+//   using harness::probe;
+//   spec.ready.probes = {probe::tcp()};                               // accepts a connection
+//   spec.ready.probes = {probe::http("/health", 200)};                // GET /health -> 200
+//   spec.ready.probes = {probe::log(R"(Ready to accept connections)"), probe::tcp()};
+//   spec.ready.probes = {probe::announce()};                          // HARNESS_READY_FD
+//   spec.ready.probes = {probe::notify()};                            // sd_notify READY=1
+//   spec.ready.probes = {probe::callback("schema loaded", [](const harness::probe_context& c) {
+//     return harness::probe_result::ready;                            // or not_yet / a failure
+//   })};
+//   spec.ready.fail_on = {"FATAL", "panic:"};
+//
+// Polling probes (tcp, http, callback) are retried with a delay that starts at
+// poll_initial and doubles up to poll_cap; event probes (log, announce, notify) wake
+// the wait the moment the event arrives. No fixed sleeps.
+//
+// Defaults when `probes` is empty: lease mode → tcp; announce mode → the announcement;
+// inherit mode → announce (HARNESS_READY_FD) or notify, whichever the server uses.
+//
+// Gotchas:
+//   * In inherit mode the harness holds the listening socket, so a TCP connect
+//     succeeds before the server even runs: a probe list made only of tcp is refused
+//     (errc::invalid_argument). Use http, log, announce or notify.
+//   * A log probe sees only lines printed after the spawn; it matches anywhere in the
+//     line (search), on stdout and stderr.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "harness/error.hpp"
+#include "harness/output.hpp"
+#include "harness/timeouts.hpp"
+
+namespace harness {
+
+// What a callback probe sees.
+struct probe_context {
+  std::string host{};
+  std::uint16_t port = 0;  // 0 while not known yet (announce mode before the announcement)
+  int pid = 0;
+  const harness::output* output = nullptr;
+};
+
+enum class probe_result { ready, not_yet };
+
+struct probe {
+  enum class kind { tcp, http, log, announce, notify, callback };
+
+  // A TCP connection to host:port succeeds.
+  static probe tcp();
+  // GET `path` answers `status`, and `body` (when given) accepts the body.
+  static probe http(std::string path = "/", int status = 200,
+                    std::function<bool(std::string_view body)> body = {});
+  // A line of output matches `pattern` (Perl syntax, searched anywhere in the line).
+  static probe log(std::string pattern);
+  // The server wrote "PORT=<n>" or "READY=1" to HARNESS_READY_FD.
+  static probe announce();
+  // The server sent "READY=1" over NOTIFY_SOCKET (sd_notify).
+  static probe notify();
+  // `fn` returns probe_result::ready / not_yet (polled), or a failure (fatal).
+  static probe callback(std::string name,
+                        std::function<result<probe_result>(const probe_context&)> fn);
+
+  // "tcp", "http GET /health -> 200", "log /Ready/", ...
+  [[nodiscard]] std::string describe() const;
+
+  kind what = kind::tcp;
+  std::string path{};      // http
+  int status = 200;      // http
+  std::function<bool(std::string_view)> body{};  // http
+  std::string pattern{};   // log
+  std::string name{};      // callback
+  std::function<result<probe_result>(const probe_context&)> fn{};  // callback
+};
+
+struct ready_options {
+  // All must pass. Empty: the default of the port mode (see above).
+  std::vector<probe> probes{};
+  // One deadline for the whole wait (per start attempt), scaled.
+  std::chrono::milliseconds timeout = timeouts::ready;
+  // Lines that mean the server failed (Perl syntax, searched in stdout and stderr).
+  std::vector<std::string> fail_on{};
+  // Polling backoff: first delay and cap.
+  std::chrono::microseconds poll_initial{100};
+  std::chrono::milliseconds poll_cap = timeouts::poll_cap;
+};
+
+}  // namespace harness

@@ -1,0 +1,988 @@
+#include "harness/session.hpp"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+
+#include <boost/asio/posix/stream_descriptor.hpp>
+
+#include "harness/detail/http_probe.hpp"
+#include "harness/detail/io_thread.hpp"
+#include "harness/detail/net.hpp"
+#include "harness/detail/proc_fs.hpp"
+#include "harness/detail/proc_net.hpp"
+#include "harness/detail/regex.hpp"
+#include "harness/detail/respawn_loop.hpp"
+
+namespace harness {
+
+const char* to_string(port_mode m) {
+  switch (m) {
+    case port_mode::automatic: return "automatic";
+    case port_mode::lease: return "lease";
+    case port_mode::announce: return "announce";
+    case port_mode::inherit: return "inherit";
+  }
+  return "?";
+}
+
+namespace detail {
+namespace {
+
+namespace asio = boost::asio;
+using clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+constexpr std::string_view port_placeholder = "{port}";
+constexpr std::string_view host_placeholder = "{host}";
+
+// Replaces {port} and {host}; "{{port}}" and "{{host}}" stand for the literal text.
+std::string substitute(std::string_view s, std::string_view host, std::string_view port) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size();) {
+    auto at = [&](std::string_view what) { return s.substr(i, what.size()) == what; };
+    if (at("{{port}}") || at("{{host}}")) {
+      out.append(s.substr(i + 1, 6));
+      i += 8;
+    } else if (at(port_placeholder)) {
+      out.append(port);
+      i += port_placeholder.size();
+    } else if (at(host_placeholder)) {
+      out.append(host);
+      i += host_placeholder.size();
+    } else {
+      out.push_back(s[i++]);
+    }
+  }
+  return out;
+}
+
+// Whether `s` uses {port} (not counting the escaped "{{port}}").
+bool mentions_port(std::string_view s) {
+  return substitute(s, "", "\x01") != substitute(s, "", "");
+}
+
+std::optional<std::uint16_t> parse_port(std::string_view text) {
+  unsigned v = 0;
+  auto r = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (r.ec != std::errc() || r.ptr != text.data() + text.size()) return std::nullopt;
+  if (v < 1 || v > 65535) return std::nullopt;
+  return static_cast<std::uint16_t>(v);
+}
+
+// Regular expressions compiled once per session, shared with the I/O thread.
+struct matchers {
+  std::vector<regex> fail_on;
+  std::vector<std::pair<std::size_t, regex>> log_probes;  // probe index -> pattern
+  std::optional<regex> port_from;
+  std::optional<collision_classifier> classifier;         // lease mode only
+};
+
+// What the I/O thread reports to one waiting start.
+struct start_events {
+  std::mutex m;
+  std::condition_variable cv;
+  std::uint64_t version = 0;  // bumped on every change
+  bool active = true;         // false once the start is decided
+  std::vector<bool> log_hit;
+  std::optional<std::string> fail_line;
+  std::optional<std::string> collision;
+  std::optional<std::uint16_t> announced;
+  bool ready_signal = false;  // READY=1 / PORT= on the ready fd, or READY=1 over notify
+  bool ready_fd_signal = false;
+  bool notify_signal = false;
+  std::optional<failure> bad;
+  bool exited = false;
+  std::string ready_fd_buffer;
+  // Notify datagrams with their sender, checked by the waiting thread (which knows
+  // the child's pid; a datagram can arrive before the spawn call has returned).
+  std::vector<std::pair<pid_t, std::string>> notify_pending;
+
+  template <class F>
+  void update(F&& f) {
+    {
+      std::lock_guard lock(m);
+      if (!active) return;
+      if (f()) ++version;
+    }
+    cv.notify_all();
+  }
+};
+
+// Parses announcement lines ("PORT=<n>", "READY=1"); true when something changed.
+bool take_announcement_line(start_events& ev, std::string_view line, bool from_notify) {
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  if (line.empty()) return false;
+  if (line == "READY=1") {
+    ev.ready_signal = true;
+    (from_notify ? ev.notify_signal : ev.ready_fd_signal) = true;
+    return true;
+  }
+  if (line.rfind("PORT=", 0) == 0) {
+    auto port = parse_port(line.substr(5));
+    if (!port) {
+      ev.bad = make_failure(errc::port_out_of_range,
+                            "announced \"" + std::string(line) + "\"; a port is 1-65535");
+      return true;
+    }
+    ev.announced = *port;
+    if (!from_notify) {
+      ev.ready_signal = true;
+      ev.ready_fd_signal = true;
+    }
+    return true;
+  }
+  if (from_notify) return false;  // sd_notify carries other fields (STATUS=, ...)
+  ev.bad = make_failure(errc::bad_announcement,
+                        "HARNESS_READY_FD got \"" + std::string(line.substr(0, 200)) +
+                            "\"; expected \"PORT=<port>\" or \"READY=1\"");
+  return true;
+}
+
+// An fd the I/O thread watches for readability; `on_readable` reads it itself and
+// returns false to stop watching.
+struct fd_watch : std::enable_shared_from_this<fd_watch> {
+  fd_watch(asio::io_context& ctx, int fd) : sd(ctx, fd) {}
+  asio::posix::stream_descriptor sd;
+  std::function<bool(int)> on_readable;
+
+  void arm() {
+    sd.async_wait(asio::posix::stream_descriptor::wait_read,
+                  [self = shared_from_this()](const boost::system::error_code& ec) {
+                    if (ec || !self->sd.is_open()) return;
+                    if (self->on_readable(self->sd.native_handle())) {
+                      self->arm();
+                    } else {
+                      boost::system::error_code ignored;
+                      self->sd.close(ignored);
+                    }
+                  });
+  }
+};
+
+std::shared_ptr<fd_watch> watch_fd(int fd, std::function<bool(int)> on_readable) {
+  auto& io = io_thread::get();
+  return io.run([&] {
+    auto w = std::make_shared<fd_watch>(io.context(), fd);
+    w->on_readable = std::move(on_readable);
+    w->arm();
+    return w;
+  });
+}
+
+void unwatch(std::shared_ptr<fd_watch> w) {
+  if (!w) return;
+  io_thread::get().post([w] {
+    boost::system::error_code ignored;
+    w->sd.close(ignored);
+  });
+}
+
+// The sender of a notify datagram must be our child or carry its marker.
+bool sender_is_ours(pid_t sender, pid_t child, const std::string& marker) {
+  if (sender == child) return true;
+  std::string buffer;
+  return sender > 0 && procfs::environ_has(sender, marker, false, buffer);
+}
+
+std::atomic<std::uint64_t> notify_counter{0};
+
+}  // namespace
+
+// --- the session state ---------------------------------------------------------
+
+struct session_state {
+  server_spec spec;
+  port_mode mode = port_mode::lease;
+  std::uint16_t port = 0;
+  harness::lease lease;
+  int listen_fd = -1;  // inherit mode
+  harness::process proc;
+  std::vector<attempt> attempts;
+  milliseconds ready_time{0};
+  std::shared_ptr<const matchers> match;
+  bool need_ready_signal = false;  // inherit mode without probes
+
+  ~session_state() {
+    proc.stop();
+    if (listen_fd >= 0) ::close(listen_fd);
+  }
+
+  result<void> validate_and_compile();
+  start_outcome start_once(std::uint16_t port);
+  failure report(std::error_code code, const std::string& reason, const harness::process* p,
+                 bool show_holder) const;
+};
+
+namespace {
+
+bool uses_port_placeholder(const server_spec& spec) {
+  for (const auto& a : spec.command) {
+    if (mentions_port(a)) return true;
+  }
+  for (const auto& [k, v] : spec.env.set) {
+    if (mentions_port(v)) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+result<void> session_state::validate_and_compile() {
+  if (spec.command.empty()) return make_failure(errc::empty_argv, "server_spec::command is empty");
+  if (spec.ready.timeout <= milliseconds(0)) {
+    return make_failure(errc::invalid_argument, "ready.timeout must be positive");
+  }
+  if (spec.respawn.attempts < 1) {
+    return make_failure(errc::invalid_argument, "respawn.attempts must be at least 1");
+  }
+  if (auto a = net::parse_host(spec.port.host, 0); !a) return std::move(a).error();
+
+  const bool placeholder = uses_port_placeholder(spec);
+  mode = spec.port.mode;
+  if (mode == port_mode::automatic) {
+    if (!placeholder) {
+      return make_failure(errc::invalid_argument,
+                          "no {port} in the command or env: choose port.mode (announce or inherit)");
+    }
+    mode = port_mode::lease;
+  }
+  if (placeholder && mode != port_mode::lease) {
+    return make_failure(errc::placeholder_not_allowed,
+                        std::string("{port} is only substituted in lease mode; in ") +
+                            to_string(mode) + " mode the server gets its port otherwise");
+  }
+  if (spec.port.range && mode == port_mode::lease) {
+    const auto& r = *spec.port.range;
+    if (r.first == 0 || r.first > r.last) {
+      return make_failure(errc::bad_port_range, std::to_string(r.first) + "-" +
+                                                    std::to_string(r.last) +
+                                                    " is empty or inverted");
+    }
+  }
+
+  // The default probe of lease mode (announce and inherit wait for the announcement).
+  if (mode == port_mode::lease && spec.ready.probes.empty()) spec.ready.probes.push_back(probe::tcp());
+
+  auto m = std::make_shared<matchers>();
+  for (const auto& p : spec.ready.fail_on) {
+    auto re = regex::compile(p);
+    if (!re) return std::move(re).error();
+    m->fail_on.push_back(std::move(*re));
+  }
+  bool only_tcp = !spec.ready.probes.empty();
+  for (std::size_t i = 0; i < spec.ready.probes.size(); ++i) {
+    const auto& p = spec.ready.probes[i];
+    if (p.what != probe::kind::tcp) only_tcp = false;
+    if (p.what == probe::kind::log) {
+      auto re = regex::compile(p.pattern);
+      if (!re) return std::move(re).error();
+      m->log_probes.emplace_back(i, std::move(*re));
+    }
+    if (p.what == probe::kind::callback && !p.fn) {
+      return make_failure(errc::invalid_argument, "callback probe \"" + p.name + "\" has no function");
+    }
+    if (p.what == probe::kind::http && (p.path.empty() || p.path.front() != '/')) {
+      return make_failure(errc::invalid_argument, "http probe path must start with '/': " + p.path);
+    }
+  }
+  if (mode == port_mode::inherit && only_tcp) {
+    return make_failure(errc::invalid_argument,
+                        "in inherit mode a tcp probe proves nothing (the harness holds the "
+                        "listening socket, so connects succeed before the server runs); use "
+                        "http, log, announce or notify");
+  }
+  need_ready_signal = mode == port_mode::inherit && spec.ready.probes.empty();
+  if (!spec.port.port_from.empty()) {
+    if (mode != port_mode::announce) {
+      return make_failure(errc::invalid_argument, "port_from is only used in announce mode");
+    }
+    auto re = regex::compile(spec.port.port_from);
+    if (!re) return std::move(re).error();
+    if (re->groups() < 1) {
+      return make_failure(errc::bad_pattern,
+                          "port_from \"" + spec.port.port_from + "\" needs a capture group for the port");
+    }
+    m->port_from = std::move(*re);
+  }
+  if (mode == port_mode::lease) {
+    auto c = collision_classifier::make(spec.port.collision_patterns);
+    if (!c) return std::move(c).error();
+    m->classifier = std::move(*c);
+  }
+  match = std::move(m);
+  return {};
+}
+
+failure session_state::report(std::error_code code, const std::string& reason,
+                              const harness::process* p, bool show_holder) const {
+  const std::string label = !spec.name.empty() ? spec.name
+                            : !spec.command.empty()
+                                ? std::filesystem::path(spec.command.front()).filename().string()
+                                : std::string("server");
+  std::string text = label + ": " + reason + "\n";
+  text += "  command: " + (p != nullptr && p->valid() ? p->command_line() : quote_command(spec.command)) + "\n";
+  text += std::string("  mode: ") + to_string(mode) + ", host " + spec.port.host;
+  if (port != 0) text += ", port " + std::to_string(port);
+  text += "\n";
+  if (p != nullptr && p->valid()) {
+    auto st = p->status();
+    text += "  pid " + std::to_string(p->pid()) + ": " + (st ? st->str() : std::string("still running")) + "\n";
+  }
+  if (show_holder && port != 0) text += "  " + procnet::describe_holders(port) + "\n";
+  if (p != nullptr && p->valid()) {
+    auto lines = p->output().tail_lines(stream::err, 20);
+    if (lines.empty()) {
+      text += "  stderr: (empty)\n";
+    } else {
+      text += "  stderr (last " + std::to_string(lines.size()) + " lines):\n";
+      for (const auto& l : lines) text += "    | " + l + "\n";
+    }
+    auto log = p->output().log_path();
+    if (!log.empty()) text += "  log: " + log.string() + "\n";
+  }
+  return failure{code, text};
+}
+
+start_outcome session_state::start_once(std::uint16_t use_port) {
+  start_outcome out;
+  auto& io = io_thread::get();
+  const std::string& host = spec.port.host;
+  const std::string port_text = use_port != 0 ? std::to_string(use_port) : std::string();
+  auto ev = std::make_shared<start_events>();
+  ev->log_hit.assign(spec.ready.probes.size(), false);
+
+  process_options o;
+  for (const auto& a : spec.command) o.argv.push_back(substitute(a, host, port_text));
+  o.env = spec.env;
+  for (auto& [k, v] : o.env.set) v = substitute(v, host, port_text);
+  o.cwd = spec.cwd;
+  o.output = spec.output;
+  o.stop = spec.stop;
+  o.name = spec.name;
+
+  bool want_ready_fd = false, want_notify = false;
+  for (const auto& p : spec.ready.probes) {
+    want_ready_fd = want_ready_fd || p.what == probe::kind::announce;
+    want_notify = want_notify || p.what == probe::kind::notify;
+  }
+  if ((mode == port_mode::announce && spec.port.port_from.empty()) || need_ready_signal) {
+    want_ready_fd = want_notify = true;
+  }
+  int next_fd = 3;
+  if (mode == port_mode::inherit) {
+    o.fds.push_back({listen_fd, next_fd++});
+    o.env.set.emplace_back("LISTEN_FDS", "1");
+    o.set_listen_pid = true;
+  }
+
+  // The ready fd: the child writes to its end, the I/O thread reads ours.
+  int ready_pipe[2] = {-1, -1};
+  std::shared_ptr<fd_watch> ready_watch, notify_watch;
+  if (want_ready_fd) {
+    if (::pipe2(ready_pipe, O_CLOEXEC) != 0) {
+      out.error = make_system_failure(errno, "pipe2");
+      return out;
+    }
+    o.fds.push_back({ready_pipe[1], next_fd});
+    o.env.set.emplace_back("HARNESS_READY_FD", std::to_string(next_fd));
+    ++next_fd;
+    ready_watch = watch_fd(ready_pipe[0], [ev](int fd) {
+      char buf[512];
+      const ssize_t n = ::read(fd, buf, sizeof buf);
+      if (n < 0 && (errno == EAGAIN || errno == EINTR)) return true;
+      if (n <= 0) return false;  // closed by the child: nothing more will come
+      ev->update([&] {
+        bool changed = false;
+        ev->ready_fd_buffer.append(buf, static_cast<std::size_t>(n));
+        for (auto nl = ev->ready_fd_buffer.find('\n'); nl != std::string::npos;
+             nl = ev->ready_fd_buffer.find('\n')) {
+          changed = take_announcement_line(*ev, std::string_view(ev->ready_fd_buffer).substr(0, nl), false) || changed;
+          ev->ready_fd_buffer.erase(0, nl + 1);
+        }
+        if (ev->ready_fd_buffer.size() > 256) {
+          ev->bad = make_failure(errc::bad_announcement, "HARNESS_READY_FD line longer than 256 bytes");
+          changed = true;
+        }
+        return changed;
+      });
+      return true;
+    });
+  }
+
+  // The notify socket: abstract, credentials checked per datagram.
+  if (want_notify) {
+    const int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+      out.error = make_system_failure(errno, "socket(AF_UNIX)");
+      if (ready_pipe[1] >= 0) ::close(ready_pipe[1]);
+      unwatch(ready_watch);
+      return out;
+    }
+    const std::string name = "serve-harness/" + io.runner_token() + "/" +
+                             std::to_string(notify_counter.fetch_add(1));
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path + 1, name.data(), name.size());
+    const auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+    int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof one);
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0) {
+      out.error = make_system_failure(errno, "bind notify socket");
+      ::close(fd);
+      if (ready_pipe[1] >= 0) ::close(ready_pipe[1]);
+      unwatch(ready_watch);
+      return out;
+    }
+    o.env.set.emplace_back("NOTIFY_SOCKET", "@" + name);
+    notify_watch = watch_fd(fd, [ev](int sock) {
+      char data[4096];
+      alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred))];
+      iovec iov{data, sizeof data - 1};
+      msghdr msg{};
+      msg.msg_iov = &iov;
+      msg.msg_iovlen = 1;
+      msg.msg_control = control;
+      msg.msg_controllen = sizeof control;
+      const ssize_t n = ::recvmsg(sock, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+      if (n < 0) return errno == EAGAIN || errno == EINTR;
+      pid_t sender = 0;
+      for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS) {
+          ucred cred{};
+          std::memcpy(&cred, CMSG_DATA(c), sizeof cred);
+          sender = cred.pid;
+        }
+      }
+      ev->update([&] {
+        ev->notify_pending.emplace_back(sender, std::string(data, static_cast<std::size_t>(n)));
+        return true;
+      });
+      return true;
+    });
+  }
+
+  // Output and exit events.
+  auto user_on_line = spec.output.on_line;
+  auto m = match;
+  o.output.on_line = [ev, m, user_on_line](stream s, std::string_view line) {
+    ev->update([&] {
+      bool changed = false;
+      if (!ev->fail_line) {
+        for (const auto& re : m->fail_on) {
+          if (re.matches(line)) {
+            ev->fail_line = std::string(line.substr(0, 400));
+            changed = true;
+            break;
+          }
+        }
+      }
+      for (const auto& [i, re] : m->log_probes) {
+        if (!ev->log_hit[i] && re.matches(line)) {
+          ev->log_hit[i] = true;
+          changed = true;
+        }
+      }
+      if (m->port_from && !ev->announced && !ev->bad) {
+        if (auto g = m->port_from->search(line)) {
+          if (auto p = parse_port((*g)[1])) {
+            ev->announced = *p;
+          } else {
+            ev->bad = make_failure(errc::port_out_of_range,
+                                   "port_from matched \"" + (*g)[1] + "\" in: " + std::string(line.substr(0, 200)));
+          }
+          changed = true;
+        }
+      }
+      if (m->classifier && !ev->collision) {
+        if (auto eco = m->classifier->classify(line)) {
+          ev->collision = *eco + ": " + std::string(line.substr(0, 300));
+          changed = true;
+        }
+      }
+      return changed;
+    });
+    if (user_on_line) user_on_line(s, line);
+  };
+  o.on_exit = [ev](const exit_status&) {
+    ev->update([&] {
+      ev->exited = true;
+      return true;
+    });
+  };
+
+  const auto t0 = clock::now();
+  auto spawned = harness::process::try_spawn(std::move(o));
+  if (ready_pipe[1] >= 0) ::close(ready_pipe[1]);  // the child has its copy
+  auto finish = [&] {
+    {
+      std::lock_guard lock(ev->m);
+      ev->active = false;
+    }
+    unwatch(ready_watch);
+    unwatch(notify_watch);
+  };
+  if (!spawned) {
+    finish();
+    out.error = std::move(spawned).error();
+    return out;
+  }
+  proc = std::move(*spawned);
+  const std::string marker = "HARNESS_SESSION=" + proc.session_id();
+
+  // --- wait for readiness ---------------------------------------------------------
+  const auto deadline = t0 + timeouts::scaled(spec.ready.timeout);
+  std::vector<bool> passed(spec.ready.probes.size(), false);
+  std::vector<std::string> last_error(spec.ready.probes.size());
+  auto delay = std::chrono::duration_cast<std::chrono::microseconds>(spec.ready.poll_initial);
+  const auto cap = std::chrono::duration_cast<std::chrono::microseconds>(spec.ready.poll_cap);
+  std::string waiting_for;
+
+  auto fail = [&](std::error_code code, const std::string& reason, bool holder) {
+    finish();
+    out.kind = attempt::result::failed;
+    out.reason = reason;
+    out.error = report(code, reason, &proc, holder);
+    return out;
+  };
+  auto collide = [&](const std::string& reason) {
+    finish();
+    out.kind = attempt::result::collision;
+    out.reason = reason;
+    return out;
+  };
+
+  for (;;) {
+    std::uint64_t seen;
+    std::optional<std::string> collision_hint;  // a port-in-use line seen in the output
+    std::optional<failure> bad;
+    std::optional<std::string> fail_line;
+    std::optional<std::uint16_t> announced;
+    bool ready_signal, exited;
+    {
+      std::lock_guard lock(ev->m);
+      for (auto& [sender, text] : ev->notify_pending) {
+        if (!sender_is_ours(sender, proc.pid(), marker)) continue;  // not from our tree
+        std::string_view rest(text);
+        while (!rest.empty()) {
+          auto nl = rest.find('\n');
+          take_announcement_line(*ev, rest.substr(0, nl), true);
+          if (nl == std::string_view::npos) break;
+          rest.remove_prefix(nl + 1);
+        }
+      }
+      ev->notify_pending.clear();
+      seen = ev->version;
+      bad = ev->bad;
+      fail_line = ev->fail_line;
+      collision_hint = ev->collision;
+      announced = ev->announced;
+      ready_signal = ev->ready_signal;
+      exited = ev->exited;
+      for (std::size_t i = 0; i < passed.size(); ++i) {
+        if (spec.ready.probes[i].what == probe::kind::log && ev->log_hit[i]) passed[i] = true;
+        if (spec.ready.probes[i].what == probe::kind::announce && ev->ready_fd_signal) passed[i] = true;
+        if (spec.ready.probes[i].what == probe::kind::notify && ev->notify_signal) passed[i] = true;
+      }
+    }
+
+    if (bad) {
+      finish();
+      out.kind = attempt::result::failed;
+      out.reason = bad->message();
+      out.error = report(bad->code, bad->detail, &proc, false);
+      return out;
+    }
+    if (fail_line) return fail(errc::fail_pattern_matched, *fail_line, false);
+
+    if (exited || !proc.running()) {
+      // Let the last lines in (the "address already in use" usually comes right
+      // before the exit), then judge.
+      proc.output().wait_closed(milliseconds(1000));
+      std::optional<std::string> collision;
+      {
+        std::lock_guard lock(ev->m);
+        collision = ev->collision;
+      }
+      const auto status = proc.status().value_or(exit_status{});
+      if (mode == port_mode::lease) {
+        if (collision) return collide(*collision);
+        if (procnet::listener_owner(use_port, {}) == procnet::ownership::foreign) {
+          return collide("exited (" + status.str() + ") while " +
+                         procnet::describe_holders(use_port));
+        }
+      }
+      return fail(errc::exited_before_ready, status.str(), mode != port_mode::announce);
+    }
+
+    // A port-in-use line while the server still runs: a server may report a failed
+    // bind it can live with (another address family, an optional address) or retry
+    // it. It is a collision when somebody else's listener holds our port.
+    auto our_tree = [&] {
+      std::vector<pid_t> tree = procfs::find_by_environ(marker);
+      tree.push_back(proc.pid());
+      return tree;
+    };
+    if (mode == port_mode::lease && collision_hint &&
+        procnet::listener_owner(use_port, our_tree()) == procnet::ownership::foreign) {
+      return collide(*collision_hint + "; " + procnet::describe_holders(use_port));
+    }
+
+    const std::uint16_t known_port = mode == port_mode::announce ? announced.value_or(0) : use_port;
+    if (mode == port_mode::announce && announced) out.port = *announced;
+    bool all = true;
+    waiting_for.clear();
+    auto note_waiting = [&](const std::string& what) {
+      if (!waiting_for.empty()) waiting_for += ", ";
+      waiting_for += what;
+    };
+    if (mode == port_mode::announce && !announced) {
+      all = false;
+      note_waiting(spec.port.port_from.empty()
+                       ? std::string("the port announcement (HARNESS_READY_FD or NOTIFY_SOCKET)")
+                       : "a line matching port_from /" + spec.port.port_from + "/");
+    }
+    if (need_ready_signal && !ready_signal) {
+      all = false;
+      note_waiting("READY=1 or PORT=<n> (HARNESS_READY_FD or NOTIFY_SOCKET)");
+    }
+    const auto now = clock::now();
+    const auto left = std::chrono::duration_cast<milliseconds>(deadline - now);
+    for (std::size_t i = 0; i < passed.size(); ++i) {
+      if (passed[i]) continue;
+      const auto& p = spec.ready.probes[i];
+      bool ok = false;
+      const auto connect_timeout =
+          std::clamp(timeouts::scaled(timeouts::connect), milliseconds(1), std::max(left, milliseconds(1)));
+      switch (p.what) {
+        case probe::kind::tcp:
+          if (known_port != 0) {
+            auto at = net::parse_host(host, known_port);
+            auto r = net::try_connect(*at, connect_timeout);
+            ok = r == net::connect_result::connected;
+            if (!ok) last_error[i] = r == net::connect_result::refused ? "connection refused" : "no connection";
+          }
+          break;
+        case probe::kind::http:
+          if (known_port != 0) {
+            auto at = net::parse_host(host, known_port);
+            std::string why;
+            auto answer = http_get(*at, net::format_endpoint(host, known_port), p.path, connect_timeout, &why);
+            if (answer) {
+              ok = answer->status == p.status && (!p.body || p.body(answer->body));
+              if (!ok) {
+                last_error[i] = "answered " + std::to_string(answer->status) +
+                                (answer->status == p.status ? " but the body check failed" : "");
+              }
+            } else if (last_error[i].rfind("answered ", 0) != 0) {
+              // Keep a real answer over a later attempt cut short by the deadline.
+              last_error[i] = why;
+            }
+          }
+          break;
+        case probe::kind::callback: {
+          probe_context ctx{host, known_port, proc.pid(), nullptr};
+          auto view = proc.output();
+          ctx.output = &view;
+          auto r = p.fn(ctx);
+          if (!r) {
+            return fail(errc::probe_failed, "probe \"" + p.name + "\" failed: " + r.error().message(), false);
+          }
+          ok = *r == probe_result::ready;
+          break;
+        }
+        case probe::kind::log:
+        case probe::kind::announce:
+        case probe::kind::notify:
+          break;  // event-driven, latched above
+      }
+      if (ok) {
+        passed[i] = true;
+      } else {
+        all = false;
+        note_waiting(p.describe() + (last_error[i].empty() ? "" : " (" + last_error[i] + ")"));
+      }
+    }
+
+    if (all && mode == port_mode::lease) {
+      // The probe passed; make sure it is our server that answered on the port.
+      switch (procnet::listener_owner(use_port, our_tree())) {
+        case procnet::ownership::ours:
+          break;
+        case procnet::ownership::foreign:
+          return collide("the listener on port " + std::to_string(use_port) +
+                         " is not our server: " + procnet::describe_holders(use_port));
+        case procnet::ownership::nobody:
+          all = false;
+          note_waiting("a listener on port " + std::to_string(use_port));
+          break;
+      }
+    }
+    if (all) {
+      finish();
+      out.kind = attempt::result::ready;
+      if (mode == port_mode::announce) out.port = known_port;
+      return out;
+    }
+
+    if (clock::now() >= deadline) {
+      if (mode == port_mode::lease && collision_hint) {
+        return collide("not ready in time after: " + *collision_hint);
+      }
+      if (mode == port_mode::lease &&
+          procnet::listener_owner(use_port, our_tree()) == procnet::ownership::foreign) {
+        return collide("not ready in time while " + procnet::describe_holders(use_port));
+      }
+      return fail(errc::ready_timeout,
+                  "not ready after " + std::to_string(timeouts::scaled(spec.ready.timeout).count()) +
+                      " ms; still waiting for " + waiting_for,
+                  mode != port_mode::announce);
+    }
+
+    // Sleep until an event, the next poll, or the deadline.
+    bool polling = false;
+    for (std::size_t i = 0; i < passed.size(); ++i) {
+      const auto k = spec.ready.probes[i].what;
+      polling = polling || (!passed[i] && (k == probe::kind::tcp || k == probe::kind::http ||
+                                           k == probe::kind::callback));
+    }
+    polling = polling || (mode == port_mode::lease && (!all || collision_hint));
+    auto wake = deadline;
+    if (polling) wake = std::min(deadline, clock::now() + delay);
+    {
+      std::unique_lock lock(ev->m);
+      ev->cv.wait_until(lock, wake, [&] { return ev->version != seen; });
+    }
+    if (polling) delay = std::min(delay * 2, cap);
+  }
+}
+
+namespace {
+
+// Port sources for the respawn loop.
+class lease_ports final : public port_source {
+ public:
+  explicit lease_ports(session_state& s) : s_(s) {}
+  result<std::uint16_t> acquire() override {
+    lease_options o;
+    o.range = s_.spec.port.range;
+    o.host = s_.spec.port.host;
+    o.note = quote_command(s_.spec.command);
+    auto l = lease::try_acquire(o);
+    if (!l) return std::move(l).error();
+    s_.lease = std::move(*l);
+    s_.port = s_.lease.port();
+    return s_.port;
+  }
+  void release(std::uint16_t) override { s_.lease.release(); }
+
+ private:
+  session_state& s_;
+};
+
+class fixed_port final : public port_source {
+ public:
+  explicit fixed_port(std::uint16_t p) : port_(p) {}
+  result<std::uint16_t> acquire() override { return port_; }
+  void release(std::uint16_t) override {}
+
+ private:
+  std::uint16_t port_;
+};
+
+class session_launcher final : public launcher {
+ public:
+  explicit session_launcher(session_state& s) : s_(s) {}
+  start_outcome start(std::uint16_t port) override { return s_.start_once(port); }
+  void discard() override {
+    s_.proc.stop();
+    s_.proc = harness::process();
+  }
+
+ private:
+  session_state& s_;
+};
+
+}  // namespace
+}  // namespace detail
+
+using detail::session_state;
+
+result<session> session::try_start(server_spec spec) {
+  auto s = std::make_shared<session_state>();
+  s->spec = std::move(spec);
+  if (auto ok = s->validate_and_compile(); !ok) return std::move(ok).error();
+
+  if (s->mode == port_mode::inherit) {
+    auto at = detail::net::parse_host(s->spec.port.host, s->spec.port.port);
+    auto fd = detail::net::listen_on(*at);
+    if (!fd) {
+      return make_failure(fd.error().code, "cannot listen on " +
+                                               detail::net::format_endpoint(s->spec.port.host, s->spec.port.port) +
+                                               " for inherit mode: " + fd.error().message());
+    }
+    s->listen_fd = *fd;
+    auto port = detail::net::local_port(s->listen_fd);
+    if (!port) return std::move(port).error();
+    s->port = *port;
+  }
+
+  detail::session_launcher launcher(*s);
+  detail::lease_ports leases(*s);
+  detail::fixed_port fixed(s->port);
+  detail::port_source& ports = s->mode == port_mode::lease ? static_cast<detail::port_source&>(leases)
+                                                           : static_cast<detail::port_source&>(fixed);
+  respawn_policy policy = s->spec.respawn;
+  if (s->mode != port_mode::lease) policy.attempts = 1;  // only a leased port can be swapped
+
+  auto ok = detail::run_respawn_loop(ports, launcher, detail::system_time(), policy, s->attempts);
+  if (!ok) {
+    failure f = std::move(ok).error();
+    if (f.code == errc::attempts_exhausted) {
+      f.detail = (s->spec.name.empty() ? quote_command(s->spec.command) : s->spec.name) + ": " + f.detail + "\n";
+    }
+    if (!s->attempts.empty()) f.detail += "  attempts:\n" + format_attempts(s->attempts, "    ");
+    s->proc.stop();
+    return f;
+  }
+  s->port = *ok;
+  s->ready_time = s->attempts.back().duration;
+  if (s->lease) s->lease.set_note(s->proc.command_line());
+  return session(std::move(s));
+}
+
+session session::start(server_spec spec) { return try_start(std::move(spec)).value(); }
+
+std::future<result<session>> session::start_async(server_spec spec) {
+  return std::async(std::launch::async, [spec = std::move(spec)]() mutable {
+    return try_start(std::move(spec));
+  });
+}
+
+std::vector<result<session>> start_all(std::vector<server_spec> specs) {
+  std::vector<std::future<result<session>>> pending;
+  pending.reserve(specs.size());
+  for (auto& s : specs) pending.push_back(session::start_async(std::move(s)));
+  std::vector<result<session>> out;
+  out.reserve(pending.size());
+  for (auto& f : pending) out.push_back(f.get());
+  return out;
+}
+
+session::session() noexcept = default;
+session::session(std::shared_ptr<session_state> s) noexcept : state_(std::move(s)) {}
+session::session(session&&) noexcept = default;
+session& session::operator=(session&& other) noexcept {
+  if (this != &other) {
+    if (state_) stop();
+    state_ = std::move(other.state_);
+  }
+  return *this;
+}
+session::~session() {
+  if (!state_) return;
+  try {
+    stop();
+  } catch (...) {
+  }
+}
+
+namespace {
+const std::string& empty_string() {
+  static const std::string s;
+  return s;
+}
+}  // namespace
+
+port_mode session::mode() const { return state_ ? state_->mode : port_mode::automatic; }
+const std::string& session::host() const { return state_ ? state_->spec.port.host : empty_string(); }
+std::uint16_t session::port() const { return state_ ? state_->port : 0; }
+std::string session::endpoint() const { return detail::net::format_endpoint(host(), port()); }
+std::string session::url(std::string_view path) const {
+  std::string p(path.empty() ? "/" : path);
+  if (p.front() != '/') p.insert(p.begin(), '/');
+  return "http://" + endpoint() + p;
+}
+int session::pid() const { return state_ ? state_->proc.pid() : -1; }
+const std::string& session::name() const {
+  return state_ ? state_->proc.name() : empty_string();
+}
+std::string session::command_line() const { return state_ ? state_->proc.command_line() : std::string(); }
+const std::vector<attempt>& session::attempts() const {
+  static const std::vector<attempt> none;
+  return state_ ? state_->attempts : none;
+}
+std::chrono::milliseconds session::ready_time() const {
+  return state_ ? state_->ready_time : std::chrono::milliseconds(0);
+}
+harness::output session::output() const {
+  return state_ ? state_->proc.output() : harness::process().output();
+}
+std::filesystem::path session::log_path() const { return output().log_path(); }
+harness::process& session::process() {
+  static harness::process empty;
+  return state_ ? state_->proc : empty;
+}
+bool session::running() const { return state_ && state_->proc.running(); }
+std::optional<exit_status> session::status() const {
+  return state_ ? state_->proc.status() : std::nullopt;
+}
+
+exit_status session::stop() {
+  if (!state_) return {};
+  return state_->proc.stop();
+}
+
+result<void> session::restart() {
+  if (!state_) return make_failure(errc::not_running, "empty session");
+  auto& s = *state_;
+  s.proc.stop();
+  const std::uint16_t port = s.mode == port_mode::announce ? 0 : s.port;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto outcome = s.start_once(port);
+  const std::uint16_t used = outcome.port != 0 ? outcome.port : port;
+  s.attempts.push_back(attempt{used, outcome.kind, outcome.reason,
+                               std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::steady_clock::now() - t0)});
+  switch (outcome.kind) {
+    case attempt::result::ready:
+      s.port = used;
+      s.ready_time = s.attempts.back().duration;
+      return {};
+    case attempt::result::collision:
+      s.proc.stop();
+      return s.report(errc::port_collision,
+                      "lost port " + std::to_string(port) + " while restarting: " + outcome.reason,
+                      &s.proc, true);
+    case attempt::result::failed:
+      break;
+  }
+  return std::move(outcome.error);
+}
+
+std::string session::summary() const {
+  if (!state_) return "(empty session)\n";
+  const auto& s = *state_;
+  std::string out = name() + ": " + command_line() + "\n";
+  out += std::string("  mode ") + to_string(s.mode) + ", endpoint " + endpoint() + ", pid " +
+         std::to_string(pid());
+  auto st = s.proc.status();
+  out += st ? ", " + st->str() : std::string(", running");
+  out += "\n  ready in " + std::to_string(s.ready_time.count()) + " ms after " +
+         std::to_string(s.attempts.size()) + (s.attempts.size() == 1 ? " start\n" : " starts\n");
+  if (s.attempts.size() > 1) out += format_attempts(s.attempts, "    ");
+  auto log = log_path();
+  if (!log.empty()) out += "  log: " + log.string() + "\n";
+  return out;
+}
+
+}  // namespace harness

@@ -1,0 +1,146 @@
+// harness/session.hpp — a server under test: port, spawn, ready, use, stop.
+//
+//   harness::session redis = harness::session::start({
+//       .command = {"redis-server", "--port", "{port}", "--save", ""},
+//       .ready = {.probes = {harness::probe::log("Ready to accept connections"),
+//                            harness::probe::tcp()}},
+//   });
+//   connect_to(redis.host(), redis.port());
+//   ...                                  // destruction stops the whole tree
+//
+// The port comes from one of three modes (port_options::mode):
+//   * lease (default when {port} appears in the command or an env value): a port
+//     leased from the cross-process pool (lease.hpp) replaces {port}; if the server
+//     still loses it, the session leases a fresh one and starts again (respawn.hpp);
+//   * announce: the server binds port 0 and reports the port — "PORT=<n>\n" on the fd
+//     named by HARNESS_READY_FD, "READY=1\nPORT=<n>" over NOTIFY_SOCKET, or a line of
+//     output matching port_options::port_from (first capture group);
+//   * inherit: the session binds the listening socket itself and passes it as fd 3
+//     with LISTEN_FDS=1 and LISTEN_PID=<child pid> (systemd socket activation).
+// {host} is replaced by port_options::host everywhere {port} is.
+//
+// When a start fails, the error (harness::error / result::error()) says everything a
+// test log needs: the command line, the exit status, which process holds the port
+// (pid, name, user), the stderr tail, the log file and every attempt.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <future>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "harness/collision.hpp"
+#include "harness/error.hpp"
+#include "harness/exit_status.hpp"
+#include "harness/lease.hpp"
+#include "harness/output.hpp"
+#include "harness/process.hpp"
+#include "harness/readiness.hpp"
+#include "harness/respawn.hpp"
+
+namespace harness {
+
+enum class port_mode { automatic, lease, announce, inherit };
+
+// "lease", "announce", "inherit", "automatic".
+const char* to_string(port_mode m);
+
+struct port_options {
+  // automatic: lease when {port} appears in the command or an env value, else an
+  // error asking for a mode.
+  port_mode mode = port_mode::automatic;
+  // The address the server listens on; also what {host} becomes.
+  std::string host = "127.0.0.1";
+  // lease: the pool (default: default_port_range()).
+  std::optional<port_range> range{};
+  // inherit: the port to bind (0: any free port).
+  std::uint16_t port = 0;
+  // announce: a regex whose first capture group is the port, searched in each line of
+  // stdout and stderr. Empty: HARNESS_READY_FD and NOTIFY_SOCKET are offered instead.
+  std::string port_from{};
+  // lease: extra port-in-use messages for the classifier (checked first).
+  std::vector<collision_pattern> collision_patterns{};
+};
+
+struct server_spec {
+  // argv; {port} and {host} are replaced (lease mode; {host} in every mode).
+  std::vector<std::string> command{};
+  port_options port{};
+  ready_options ready{};
+  respawn_policy respawn{};
+  env_options env{};          // values may use {port} and {host} as well
+  std::filesystem::path cwd{};
+  output_options output{};
+  stop_policy stop{};
+  std::string name{};         // label in messages and log file names
+};
+
+namespace detail {
+struct session_state;
+}
+
+class session {
+ public:
+  // Starts the server and waits until it is ready. Blocks at most about
+  // respawn.attempts × ready.timeout (scaled). Throws harness::error.
+  [[nodiscard]] static session start(server_spec spec);
+  [[nodiscard]] static result<session> try_start(server_spec spec);
+  // Starts on a background thread; get() the result later (see start_all()).
+  [[nodiscard]] static std::future<result<session>> start_async(server_spec spec);
+
+  session() noexcept;
+  session(session&&) noexcept;
+  // Stops the server this object owned, then takes the other's.
+  session& operator=(session&&) noexcept;
+  session(const session&) = delete;
+  session& operator=(const session&) = delete;
+  // Stops the server (spec.stop policy); bounded, never throws.
+  ~session();
+
+  [[nodiscard]] bool valid() const noexcept { return state_ != nullptr; }
+  explicit operator bool() const noexcept { return valid(); }
+
+  [[nodiscard]] port_mode mode() const;
+  [[nodiscard]] const std::string& host() const;
+  [[nodiscard]] std::uint16_t port() const;
+  // "127.0.0.1:20417" ("[::1]:20417" for IPv6).
+  [[nodiscard]] std::string endpoint() const;
+  // "http://127.0.0.1:20417" + path.
+  [[nodiscard]] std::string url(std::string_view path = "/") const;
+  [[nodiscard]] int pid() const;
+  [[nodiscard]] const std::string& name() const;
+  [[nodiscard]] std::string command_line() const;
+  // Every start, the successful one last.
+  [[nodiscard]] const std::vector<attempt>& attempts() const;
+  // Spawn to ready, of the successful start.
+  [[nodiscard]] std::chrono::milliseconds ready_time() const;
+  [[nodiscard]] harness::output output() const;
+  [[nodiscard]] std::filesystem::path log_path() const;
+  // The server process (e.g. to send it a signal).
+  [[nodiscard]] harness::process& process();
+  [[nodiscard]] bool running() const;
+  [[nodiscard]] std::optional<exit_status> status() const;
+
+  // Stops the server and starts it again on the same port (lease and inherit modes;
+  // in announce mode the server picks a new port, which port() then reports), then
+  // waits until it is ready. The lease is kept throughout.
+  result<void> restart();
+  // Stops the whole tree; idempotent. Keeps port() and the attempts for inspection.
+  exit_status stop();
+
+  // A multi-line summary: command, mode, port, pid, attempts, ready time, log file.
+  [[nodiscard]] std::string summary() const;
+
+ private:
+  explicit session(std::shared_ptr<detail::session_state> s) noexcept;
+  std::shared_ptr<detail::session_state> state_;
+};
+
+// Starts every spec at once and waits for all. The results are in spec order; a
+// failed start does not stop the others.
+std::vector<result<session>> start_all(std::vector<server_spec> specs);
+
+}  // namespace harness

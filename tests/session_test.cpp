@@ -1,0 +1,498 @@
+// Sessions: the three port modes, every probe, collisions and respawn, failures.
+#include "harness/session.hpp"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+
+#include "harness/detail/io_thread.hpp"
+#include "support.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using harness::errc;
+using harness::port_mode;
+using harness::probe;
+using harness::server_spec;
+using harness::session;
+using harness_test::fixture_server;
+
+std::vector<std::string> fx(std::vector<std::string> args) {
+  args.insert(args.begin(), fixture_server());
+  return args;
+}
+
+std::string ping(const session& s) {
+  return harness_test::tcp_request(s.port(), "ping").value_or("<no answer>");
+}
+
+// A scratch directory per test, removed afterwards.
+class SessionTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/harness-session-test-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+  std::filesystem::path dir_;
+};
+
+// --- the three modes ------------------------------------------------------------
+
+TEST_F(SessionTest, LeaseModeSubstitutesThePortAndProbesTcp) {
+  session s = session::start({.command = fx({"--port={port}", "--host={host}"})});
+  EXPECT_EQ(s.mode(), port_mode::lease);
+  const auto pool = harness::default_port_range().value();
+  EXPECT_GE(s.port(), pool.first);
+  EXPECT_LE(s.port(), pool.last);
+  EXPECT_EQ(s.endpoint(), "127.0.0.1:" + std::to_string(s.port()));
+  EXPECT_NE(s.command_line().find("--port=" + std::to_string(s.port())), std::string::npos);
+  EXPECT_EQ(ping(s), "pong: ping");
+  ASSERT_EQ(s.attempts().size(), 1u);
+  EXPECT_EQ(s.attempts()[0].outcome, harness::attempt::result::ready);
+  EXPECT_TRUE(s.running());
+  // The lease is held while the session lives: nobody else can lease the port.
+  auto other = harness::lease::try_acquire({.range = harness::port_range{s.port(), s.port()}});
+  EXPECT_FALSE(other);
+}
+
+TEST_F(SessionTest, PortPlaceholderInTheEnvironment) {
+  session s = session::start({.command = fx({"--report-env=MY_PORT", "--port={port}"}),
+                              .env = {.set = {{"MY_PORT", "{port}"}}}});
+  auto line = s.output().wait_for_line("^ENV MY_PORT=", 10s);
+  ASSERT_TRUE(line);
+  EXPECT_EQ(line->line, "ENV MY_PORT=" + std::to_string(s.port()));
+}
+
+TEST_F(SessionTest, AnnounceModeOverTheReadyFd) {
+  session s = session::start({.command = fx({"--port=0", "--announce=ready-fd"}),
+                              .port = {.mode = port_mode::announce}});
+  EXPECT_EQ(s.mode(), port_mode::announce);
+  EXPECT_NE(s.port(), 0);
+  EXPECT_EQ(ping(s), "pong: ping");
+}
+
+TEST_F(SessionTest, AnnounceModeOverNotify) {
+  session s = session::start({.command = fx({"--port=0", "--announce=notify"}),
+                              .port = {.mode = port_mode::announce}});
+  EXPECT_NE(s.port(), 0);
+  EXPECT_EQ(ping(s), "pong: ping");
+}
+
+TEST_F(SessionTest, AnnounceModeFromAnOutputLine) {
+  // {{port}} is the escape for a literal {port}: here the fixture's own placeholder.
+  session s = session::start(
+      {.command = fx({"--port=0", "--announce-stream=stderr",
+                      "--announce-line=Serving HTTP on 0.0.0.0 port {{port}} (http://0.0.0.0:{{port}}/)"}),
+       .port = {.mode = port_mode::announce, .port_from = R"(Serving HTTP on \S+ port (\d+))"}});
+  EXPECT_NE(s.port(), 0);
+  EXPECT_EQ(ping(s), "pong: ping");
+}
+
+TEST_F(SessionTest, InheritModePassesTheListeningSocket) {
+  session s = session::start({.command = fx({"--listen-fds", "--announce=auto",
+                                             "--report-env=LISTEN_FDS", "--report-env=LISTEN_PID"}),
+                              .port = {.mode = port_mode::inherit}});
+  EXPECT_EQ(s.mode(), port_mode::inherit);
+  EXPECT_EQ(ping(s), "pong: ping");
+  const auto out = s.output().tail(harness::stream::out);
+  EXPECT_NE(out.find("ENV LISTEN_FDS=1\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("ENV LISTEN_PID=" + std::to_string(s.pid()) + "\n"), std::string::npos) << out;
+}
+
+TEST_F(SessionTest, InheritModeOnAChosenPortWithAnHttpProbe) {
+  auto block = harness_test::reserve_block(1);
+  const auto port = block[0].port();
+  block.clear();  // free it for our own bind
+  session s = session::start({.command = fx({"--listen-fds", "--serve=http"}),
+                              .port = {.mode = port_mode::inherit, .port = port},
+                              .ready = {.probes = {probe::http("/")}}});
+  EXPECT_EQ(s.port(), port);
+}
+
+// --- probes ----------------------------------------------------------------------
+
+TEST_F(SessionTest, HttpProbeWaitsForTheExpectedStatusAndBody) {
+  // The fixture answers 503 for its first 300 ms, then 200 "ok".
+  session s = session::start(
+      {.command = fx({"--port={port}", "--serve=http", "--http-delay-ready=300"}),
+       .ready = {.probes = {probe::http("/", 200, [](std::string_view body) { return body == "ok\n"; })}}});
+  EXPECT_GE(s.ready_time(), 300ms);
+}
+
+TEST_F(SessionTest, HttpProbeOnAnotherPathAndStatus) {
+  session s = session::start(
+      {.command = fx({"--port={port}", "--serve=http", "--http-path=/health", "--http-status=204"}),
+       .ready = {.probes = {probe::http("/health", 204)}}});
+  EXPECT_TRUE(s.running());
+}
+
+TEST_F(SessionTest, HttpProbeTimesOutOnTheWrongStatus) {
+  auto r = session::try_start({.command = fx({"--port={port}", "--serve=http", "--http-status=500"}),
+                               .ready = {.probes = {probe::http("/", 200)}, .timeout = 500ms}});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::ready_timeout);
+  EXPECT_NE(r.error().message().find("answered 500"), std::string::npos) << r.error().message();
+}
+
+TEST_F(SessionTest, LogProbeAndTcpProbeTogether) {
+  session s = session::start({.command = fx({"--print=Ready to accept connections", "--port={port}"}),
+                              .ready = {.probes = {probe::log("Ready to accept"), probe::tcp()}}});
+  EXPECT_EQ(ping(s), "pong: ping");
+}
+
+TEST_F(SessionTest, AnnounceAndNotifyProbesInLeaseMode) {
+  session a = session::start({.command = fx({"--port={port}", "--announce=ready-fd"}),
+                              .ready = {.probes = {probe::announce()}}});
+  EXPECT_EQ(ping(a), "pong: ping");
+  session n = session::start({.command = fx({"--port={port}", "--announce=notify"}),
+                              .ready = {.probes = {probe::notify()}}});
+  EXPECT_EQ(ping(n), "pong: ping");
+}
+
+TEST_F(SessionTest, CallbackProbeIsPolledUntilReady) {
+  std::atomic<int> calls{0};
+  session s = session::start(
+      {.command = fx({"--port={port}"}),
+       .ready = {.probes = {probe::callback("third time", [&](const harness::probe_context& c) {
+         EXPECT_NE(c.port, 0);
+         EXPECT_GT(c.pid, 0);
+         EXPECT_NE(c.output, nullptr);
+         return ++calls >= 3 ? harness::probe_result::ready : harness::probe_result::not_yet;
+       })}}});
+  EXPECT_EQ(calls.load(), 3);
+}
+
+TEST_F(SessionTest, CallbackProbeFailureFailsAtOnce) {
+  auto r = session::try_start(
+      {.command = fx({"--port={port}"}),
+       .ready = {.probes = {probe::callback("schema", [](const harness::probe_context&)
+                                                -> harness::result<harness::probe_result> {
+         return harness::make_failure(errc::invalid_argument, "schema v2 missing");
+       })}}});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::probe_failed);
+  EXPECT_NE(r.error().message().find("schema v2 missing"), std::string::npos);
+}
+
+TEST_F(SessionTest, ExitFailsTheWaitAtOnceWithTheReason) {
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = session::try_start({.command = fx({"--eprint=cannot open config", "--exit-before-ready=3"}),
+                               .port = {.mode = port_mode::announce},
+                               .ready = {.timeout = 60s}});
+  ASSERT_FALSE(r);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 30s) << "waited for the deadline";
+  EXPECT_EQ(r.error().code, errc::exited_before_ready);
+  const auto msg = r.error().message();
+  EXPECT_NE(msg.find("exited with status 3"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("cannot open config"), std::string::npos) << msg;
+}
+
+TEST_F(SessionTest, FailPatternFailsTheWait) {
+  auto r = session::try_start({.command = fx({"--eprint=FATAL: bad config", "--delay-ms=60000",
+                                              "--port={port}"}),
+                               .ready = {.timeout = 60s, .fail_on = {"^FATAL"}}});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::fail_pattern_matched);
+  EXPECT_NE(r.error().message().find("FATAL: bad config"), std::string::npos);
+}
+
+TEST_F(SessionTest, TimeoutNamesWhatItWaitedFor) {
+  auto r = session::try_start({.command = fx({"--delay-ms=60000", "--port={port}"}),
+                               .ready = {.timeout = 300ms}});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::ready_timeout);
+  EXPECT_NE(r.error().message().find("still waiting for tcp"), std::string::npos) << r.error().message();
+}
+
+// --- collisions and respawn ----------------------------------------------------------
+
+class CollisionStyles : public SessionTest, public testing::WithParamInterface<std::string> {};
+
+TEST_P(CollisionStyles, TwoFailedBindsEndReadyOnTheThirdPort) {
+  session s = session::start({.command = fx({"--port={port}", "--fail-binds=2",
+                                             "--fail-state=" + path("count"), "--style=" + GetParam()}),
+                              .respawn = {.backoff_base = 1ms, .backoff_cap = 5ms}});
+  ASSERT_EQ(s.attempts().size(), 3u) << harness::format_attempts(s.attempts());
+  EXPECT_EQ(s.attempts()[0].outcome, harness::attempt::result::collision);
+  EXPECT_EQ(s.attempts()[1].outcome, harness::attempt::result::collision);
+  EXPECT_EQ(s.attempts()[2].outcome, harness::attempt::result::ready);
+  EXPECT_NE(s.attempts()[0].port, s.attempts()[1].port);
+  EXPECT_NE(s.attempts()[1].port, s.attempts()[2].port);
+  EXPECT_EQ(s.attempts()[2].port, s.port());
+  EXPECT_EQ(ping(s), "pong: ping");
+}
+
+INSTANTIATE_TEST_SUITE_P(Ecosystems, CollisionStyles,
+                         testing::Values("c", "python", "go", "node", "rust", "rust-panic", "nginx",
+                                         "redis", "memcached", "postgres", "java", "ruby"));
+
+TEST_F(SessionTest, ExhaustedAttemptsListEveryAttempt) {
+  auto r = session::try_start({.command = fx({"--port={port}", "--fail-binds=100",
+                                              "--fail-state=" + path("count"), "--style=go"}),
+                               .respawn = {.attempts = 3, .backoff_base = 1ms, .backoff_cap = 2ms}});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::attempts_exhausted);
+  const auto msg = r.error().message();
+  EXPECT_NE(msg.find("1. port "), std::string::npos) << msg;
+  EXPECT_NE(msg.find("3. port "), std::string::npos) << msg;
+  EXPECT_NE(msg.find("bind: address already in use"), std::string::npos) << msg;
+}
+
+// The test grabs the leased port the moment the server prints it (the server waits
+// for the go file), so the server meets a real stranger on its port.
+struct port_thief {
+  std::string go_file;
+  std::atomic<int> fd{-1};
+  std::atomic<int> stolen_port{0};
+  std::function<void(harness::stream, std::string_view)> callback() {
+    return [this](harness::stream, std::string_view line) {
+      if (line.rfind("PORT-IS ", 0) != 0) return;
+      if (fd.load() < 0) {  // only the first start
+        const int port = std::stoi(std::string(line.substr(8)));
+        fd = harness_test::listen_on(static_cast<std::uint16_t>(port));
+        stolen_port = port;
+      }
+      std::ofstream(go_file) << "go";
+    };
+  }
+  ~port_thief() {
+    if (fd.load() >= 0) ::close(fd.load());
+  }
+};
+
+TEST_F(SessionTest, ExitWhileAStrangerHoldsThePortIsACollision) {
+  port_thief thief{path("go")};
+  // "silent": the server says nothing, so only the structural check can tell.
+  session s = session::start({.command = fx({"--print=PORT-IS {port}", "--wait-file=" + thief.go_file,
+                                             "--port={port}", "--style=silent"}),
+                              .respawn = {.backoff_base = 1ms},
+                              .output = {.on_line = thief.callback()}});
+  ASSERT_EQ(s.attempts().size(), 2u) << harness::format_attempts(s.attempts());
+  EXPECT_EQ(s.attempts()[0].port, thief.stolen_port.load());
+  EXPECT_EQ(s.attempts()[0].outcome, harness::attempt::result::collision);
+  EXPECT_NE(s.attempts()[0].reason.find("held by pid " + std::to_string(::getpid())), std::string::npos)
+      << s.attempts()[0].reason;
+  EXPECT_NE(s.port(), thief.stolen_port.load());
+  EXPECT_EQ(ping(s), "pong: ping");
+}
+
+TEST_F(SessionTest, AStrangerAnsweringTheProbeIsNotMistakenForOurServer) {
+  port_thief thief{path("go")};
+  // The server keeps retrying its bind; the stranger accepts the tcp probe's connect.
+  session s = session::start({.command = fx({"--print=PORT-IS {port}", "--wait-file=" + thief.go_file,
+                                             "--port={port}", "--bind-retry=1000"}),
+                              .respawn = {.backoff_base = 1ms},
+                              .output = {.on_line = thief.callback()}});
+  ASSERT_EQ(s.attempts().size(), 2u) << harness::format_attempts(s.attempts());
+  EXPECT_EQ(s.attempts()[0].outcome, harness::attempt::result::collision);
+  EXPECT_NE(s.attempts()[0].reason.find("is not our server"), std::string::npos) << s.attempts()[0].reason;
+  EXPECT_EQ(ping(s), "pong: ping");
+}
+
+TEST_F(SessionTest, AForeignServerOnAPoolPortIsSkippedAndNeverSignalled) {
+  auto block = harness_test::reserve_block(2);
+  const harness::port_range range{block[0].port(), block[1].port()};
+  const auto foreign_port = block[0].port();
+  block.clear();
+  // A server started outside the pool, on the first port of the range.
+  harness::process foreign = harness::process::spawn(
+      {.argv = {fixture_server(), "--port=" + std::to_string(foreign_port), "--announce-line=up"}});
+  ASSERT_TRUE(foreign.output().wait_for_line("^up$", 10s));
+  for (int i = 0; i < 5; ++i) {
+    session s = session::start({.command = fx({"--port={port}"}), .port = {.range = range}});
+    EXPECT_EQ(s.port(), range.last);
+  }
+  EXPECT_TRUE(foreign.running());
+  EXPECT_EQ(foreign.output().tail(harness::stream::err).find("got SIGTERM"), std::string::npos);
+  EXPECT_EQ(harness_test::tcp_request(foreign_port, "still there"), "pong: still there");
+}
+
+// --- lifecycle --------------------------------------------------------------------------
+
+TEST_F(SessionTest, RestartKeepsThePortInLeaseMode) {
+  session s = session::start({.command = fx({"--port={port}"})});
+  const auto port = s.port();
+  const auto pid = s.pid();
+  ASSERT_TRUE(s.restart());
+  EXPECT_EQ(s.port(), port);
+  EXPECT_NE(s.pid(), pid);
+  EXPECT_EQ(ping(s), "pong: ping");
+  EXPECT_EQ(s.attempts().size(), 2u);
+}
+
+TEST_F(SessionTest, RestartKeepsThePortInInheritMode) {
+  session s = session::start({.command = fx({"--listen-fds", "--announce=auto"}),
+                              .port = {.mode = port_mode::inherit}});
+  const auto port = s.port();
+  ASSERT_TRUE(s.restart());
+  EXPECT_EQ(s.port(), port);
+  EXPECT_EQ(ping(s), "pong: ping");
+}
+
+TEST_F(SessionTest, RestartInAnnounceModeReportsTheNewPort) {
+  session s = session::start({.command = fx({"--port=0", "--announce=ready-fd"}),
+                              .port = {.mode = port_mode::announce}});
+  ASSERT_TRUE(s.restart());
+  EXPECT_NE(s.port(), 0);
+  EXPECT_EQ(ping(s), "pong: ping");
+}
+
+TEST_F(SessionTest, StartSeveralInParallel) {
+  std::vector<server_spec> specs;
+  specs.push_back({.command = fx({"--port={port}", "--delay-ms=200"})});
+  specs.push_back({.command = fx({"--port=0", "--announce=ready-fd", "--delay-ms=200"}),
+                   .port = {.mode = port_mode::announce}});
+  specs.push_back({.command = fx({"--listen-fds", "--announce=auto", "--delay-ms=200"}),
+                   .port = {.mode = port_mode::inherit}});
+  auto sessions = harness::start_all(std::move(specs));
+  ASSERT_EQ(sessions.size(), 3u);
+  std::set<std::uint16_t> ports;
+  for (auto& s : sessions) {
+    ASSERT_TRUE(s) << s.error().message();
+    EXPECT_EQ(ping(*s), "pong: ping");
+    ports.insert(s->port());
+  }
+  EXPECT_EQ(ports.size(), 3u);
+}
+
+TEST_F(SessionTest, StopAndSummary) {
+  session s = session::start({.command = fx({"--port={port}"}), .name = "pinger"});
+  const auto text = s.summary();
+  EXPECT_NE(text.find("pinger"), std::string::npos) << text;
+  EXPECT_NE(text.find("mode lease"), std::string::npos) << text;
+  EXPECT_NE(text.find(s.endpoint()), std::string::npos) << text;
+  EXPECT_EQ(s.stop(), harness::exit_status::exited_with(0));
+  EXPECT_FALSE(s.running());
+  EXPECT_EQ(s.url("/x"), "http://" + s.endpoint() + "/x");
+}
+
+// --- bad input: typed errors, nothing left behind ---------------------------------------
+
+class SessionBadInput : public SessionTest {
+ protected:
+  void SetUp() override {
+    SessionTest::SetUp();
+    session::start({.command = fx({"--port={port}"})}).stop();  // warm up
+    fds_ = harness_test::open_fd_count();
+  }
+  void TearDown() override {
+    EXPECT_EQ(harness_test::open_fd_count(), fds_) << "an fd was left behind";
+    EXPECT_TRUE(harness_test::zombie_children().empty());
+    SessionTest::TearDown();
+  }
+  std::size_t fds_ = 0;
+};
+
+TEST_F(SessionBadInput, UnknownProgramLeavesNoLease) {
+  auto block = harness_test::reserve_block(1);
+  const harness::port_range one{block[0].port(), block[0].port()};
+  block.clear();
+  auto r = session::try_start({.command = {"serve-harness-no-such-server", "--port={port}"},
+                               .port = {.range = one}});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::program_not_found);
+  auto again = harness::lease::try_acquire({.range = one});
+  EXPECT_TRUE(again) << "the lease of the failed start was not released";
+}
+
+TEST_F(SessionBadInput, EmptyCommand) {
+  auto r = session::try_start({});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::empty_argv);
+}
+
+TEST_F(SessionBadInput, EmptyOrInvertedRange) {
+  auto inverted = session::try_start({.command = fx({"--port={port}"}),
+                                      .port = {.range = harness::port_range{30010, 30000}}});
+  ASSERT_FALSE(inverted);
+  EXPECT_EQ(inverted.error().code, errc::bad_port_range);
+  auto empty = session::try_start({.command = fx({"--port={port}"}),
+                                   .port = {.range = harness::port_range{0, 0}}});
+  ASSERT_FALSE(empty);
+  EXPECT_EQ(empty.error().code, errc::bad_port_range);
+}
+
+TEST_F(SessionBadInput, ZeroDeadline) {
+  auto r = session::try_start({.command = fx({"--port={port}"}), .ready = {.timeout = 0ms}});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::invalid_argument);
+}
+
+TEST_F(SessionBadInput, MalformedAnnouncement) {
+  auto r = session::try_start({.command = {"/bin/sh", "-c", "echo hello >&$HARNESS_READY_FD; exec sleep 60"},
+                               .port = {.mode = port_mode::announce}});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::bad_announcement);
+  EXPECT_NE(r.error().message().find("\"hello\""), std::string::npos) << r.error().message();
+}
+
+TEST_F(SessionBadInput, AnnouncedPortOutOfRange) {
+  auto r = session::try_start({.command = {"/bin/sh", "-c", "echo PORT=70000 >&$HARNESS_READY_FD; exec sleep 60"},
+                               .port = {.mode = port_mode::announce}});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::port_out_of_range);
+}
+
+TEST_F(SessionBadInput, PortPlaceholderInInheritOrAnnounceMode) {
+  for (auto mode : {port_mode::inherit, port_mode::announce}) {
+    auto r = session::try_start({.command = fx({"--port={port}"}), .port = {.mode = mode}});
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, errc::placeholder_not_allowed);
+  }
+}
+
+TEST_F(SessionBadInput, NoModeAndNoPlaceholder) {
+  auto r = session::try_start({.command = fx({"--port=0"})});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::invalid_argument);
+}
+
+TEST_F(SessionBadInput, BareTcpProbeInInheritMode) {
+  auto r = session::try_start({.command = fx({"--listen-fds"}), .port = {.mode = port_mode::inherit},
+                               .ready = {.probes = {probe::tcp()}}});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::invalid_argument);
+}
+
+TEST_F(SessionBadInput, BadPatterns) {
+  auto log = session::try_start({.command = fx({"--port={port}"}), .ready = {.probes = {probe::log("(")}}});
+  ASSERT_FALSE(log);
+  EXPECT_EQ(log.error().code, errc::bad_pattern);
+  auto fail_on = session::try_start({.command = fx({"--port={port}"}), .ready = {.fail_on = {"[z-a]"}}});
+  ASSERT_FALSE(fail_on);
+  EXPECT_EQ(fail_on.error().code, errc::bad_pattern);
+  auto no_group = session::try_start({.command = fx({"--port=0"}),
+                                      .port = {.mode = port_mode::announce, .port_from = "port \\d+"}});
+  ASSERT_FALSE(no_group);
+  EXPECT_EQ(no_group.error().code, errc::bad_pattern);
+}
+
+TEST_F(SessionBadInput, HostMustBeAnAddress) {
+  auto r = session::try_start({.command = fx({"--port={port}"}), .port = {.host = "example.com"}});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::invalid_argument);
+}
+
+// --- what a failure says ---------------------------------------------------------------
+
+TEST_F(SessionTest, FailureTextCarriesEverythingATestLogNeeds) {
+  auto r = session::try_start({.command = fx({"--eprint=loading modules", "--eprint=giving up",
+                                              "--exit-before-ready=7", "--port={port}"}),
+                               .name = "my-server"});
+  ASSERT_FALSE(r);
+  const auto msg = r.error().message();
+  for (const char* part : {"my-server", "command: ", "--port=", "exited with status 7", "mode: lease",
+                           "nobody listens on port", "stderr (last 2 lines)", "| giving up", "log: ",
+                           "attempts:", "1. port "}) {
+    EXPECT_NE(msg.find(part), std::string::npos) << "missing \"" << part << "\" in:\n" << msg;
+  }
+}
+
+}  // namespace
