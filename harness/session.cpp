@@ -817,6 +817,70 @@ class session_launcher final : public launcher {
 
 using detail::session_state;
 
+namespace {
+
+std::string summary_of(const session_state& s) {
+  const auto& p = s.proc;
+  const std::string endpoint = detail::net::format_endpoint(s.spec.port.host, s.port);
+  std::string out = p.name() + ": " + p.command_line() + "\n";
+  out += std::string("  mode ") + to_string(s.mode) + ", endpoint " + endpoint + ", pid " +
+         std::to_string(p.pid());
+  auto st = p.status();
+  out += st ? ", " + st->str() : std::string(", running");
+  out += "\n  ready in " + std::to_string(s.ready_time.count()) + " ms after " +
+         std::to_string(s.attempts.size()) + (s.attempts.size() == 1 ? " start\n" : " starts\n");
+  if (s.attempts.size() > 1) out += format_attempts(s.attempts, "    ");
+  auto log = p.output().log_path();
+  if (!log.empty()) out += "  log: " + log.string() + "\n";
+  return out;
+}
+
+// Sessions that own a started server, for live_sessions().
+std::mutex registry_mutex;
+std::vector<std::weak_ptr<session_state>>& registry() {
+  static auto* live = new std::vector<std::weak_ptr<session_state>>();  // outlives static destructors
+  return *live;
+}
+
+void register_session(const std::shared_ptr<session_state>& s) {
+  std::lock_guard lock(registry_mutex);
+  auto& live = registry();
+  std::erase_if(live, [](const auto& w) { return w.expired(); });
+  live.push_back(s);
+}
+
+}  // namespace
+
+std::vector<session_info> live_sessions() {
+  std::vector<std::shared_ptr<session_state>> states;
+  {
+    std::lock_guard lock(registry_mutex);
+    for (const auto& w : registry()) {
+      if (auto s = w.lock()) states.push_back(std::move(s));
+    }
+  }
+  std::vector<session_info> out;
+  for (const auto& st : states) {
+    const auto& p = st->proc;
+    session_info info;
+    info.name = p.name();
+    info.command = p.command_line();
+    info.mode = st->mode;
+    info.endpoint = detail::net::format_endpoint(st->spec.port.host, st->port);
+    info.port = st->port;
+    info.pid = p.pid();
+    info.running = p.running();
+    info.status = p.status();
+    info.attempts = st->attempts;
+    info.ready_time = st->ready_time;
+    info.stderr_tail = p.output().tail_lines(stream::err, 20);
+    info.log = p.output().log_path();
+    info.summary = summary_of(*st);
+    out.push_back(std::move(info));
+  }
+  return out;
+}
+
 result<session> session::try_start(server_spec spec) {
   auto s = std::make_shared<session_state>();
   s->spec = std::move(spec);
@@ -857,6 +921,7 @@ result<session> session::try_start(server_spec spec) {
   s->port = *ok;
   s->ready_time = s->attempts.back().duration;
   if (s->lease) s->lease.set_note(s->proc.command_line());
+  register_session(s);
   return session(std::move(s));
 }
 
@@ -971,18 +1036,7 @@ result<void> session::restart() {
 
 std::string session::summary() const {
   if (!state_) return "(empty session)\n";
-  const auto& s = *state_;
-  std::string out = name() + ": " + command_line() + "\n";
-  out += std::string("  mode ") + to_string(s.mode) + ", endpoint " + endpoint() + ", pid " +
-         std::to_string(pid());
-  auto st = s.proc.status();
-  out += st ? ", " + st->str() : std::string(", running");
-  out += "\n  ready in " + std::to_string(s.ready_time.count()) + " ms after " +
-         std::to_string(s.attempts.size()) + (s.attempts.size() == 1 ? " start\n" : " starts\n");
-  if (s.attempts.size() > 1) out += format_attempts(s.attempts, "    ");
-  auto log = log_path();
-  if (!log.empty()) out += "  log: " + log.string() + "\n";
-  return out;
+  return summary_of(*state_);
 }
 
 }  // namespace harness

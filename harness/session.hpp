@@ -143,4 +143,25 @@ class session {
 // failed start does not stop the others.
 std::vector<result<session>> start_all(std::vector<server_spec> specs);
 
+// A snapshot of one live session, for reports (the gtest listener prints these when
+// a test fails). Thread-safe.
+struct session_info {
+  std::string name{};
+  std::string command{};
+  port_mode mode = port_mode::lease;
+  std::string endpoint{};
+  std::uint16_t port = 0;
+  int pid = 0;
+  bool running = false;
+  std::optional<exit_status> status{};
+  std::vector<attempt> attempts{};
+  std::chrono::milliseconds ready_time{0};
+  std::vector<std::string> stderr_tail{};  // the last lines (at most 20)
+  std::filesystem::path log{};
+  std::string summary{};                   // session::summary()
+};
+
+// Every session object of this process that owns a started server, oldest first.
+std::vector<session_info> live_sessions();
+
 }  // namespace harness

@@ -373,6 +373,49 @@ TEST_F(SessionTest, StopAndSummary) {
   EXPECT_EQ(s.url("/x"), "http://" + s.endpoint() + "/x");
 }
 
+TEST_F(SessionTest, LiveSessionsListsTheStartedServers) {
+  auto mine = [](int pid) {
+    for (const auto& info : harness::live_sessions()) {
+      if (info.pid == pid) return std::optional<harness::session_info>(info);
+    }
+    return std::optional<harness::session_info>();
+  };
+  session a = session::start({.command = fx({"--eprint=warming up", "--port={port}"}), .name = "alpha"});
+  int b_pid;
+  {
+    session b = session::start({.command = fx({"--port=0", "--announce=ready-fd"}),
+                                .port = {.mode = port_mode::announce}});
+    b_pid = b.pid();
+    auto info = mine(b_pid);
+    ASSERT_TRUE(info);
+    EXPECT_EQ(info->mode, port_mode::announce);
+    EXPECT_EQ(info->port, b.port());
+  }
+  EXPECT_FALSE(mine(b_pid)) << "a destroyed session is still listed";
+  auto info = mine(a.pid());
+  ASSERT_TRUE(info);
+  EXPECT_EQ(info->name, "alpha");
+  EXPECT_EQ(info->endpoint, a.endpoint());
+  EXPECT_TRUE(info->running);
+  EXPECT_EQ(info->attempts.size(), 1u);
+  EXPECT_EQ(info->stderr_tail, std::vector<std::string>{"warming up"});
+  EXPECT_EQ(info->log, a.log_path());
+  EXPECT_EQ(info->summary, a.summary());
+}
+
+TEST_F(SessionTest, CollisionLineBuriedInTenMebibytesIsStillSeen) {
+  // R12: 10 MiB of stderr before the bind, then the collision message.
+  session s = session::start({.command = fx({"--stderr-bytes=10485760", "--port={port}",
+                                             "--fail-binds=1", "--fail-state=" + path("count"),
+                                             "--style=python"}),
+                              .respawn = {.backoff_base = 1ms},
+                              .output = {.tail_bytes = 16 * 1024}});
+  ASSERT_EQ(s.attempts().size(), 2u) << harness::format_attempts(s.attempts());
+  EXPECT_EQ(s.attempts()[0].outcome, harness::attempt::result::collision);
+  EXPECT_NE(s.attempts()[0].reason.find("python"), std::string::npos) << s.attempts()[0].reason;
+  EXPECT_LE(s.output().memory_bytes(), 16u * 1024 + 2 * 16 * 1024);
+}
+
 // --- bad input: typed errors, nothing left behind ---------------------------------------
 
 class SessionBadInput : public SessionTest {
