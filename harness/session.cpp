@@ -20,6 +20,7 @@
 #include "harness/detail/proc_fs.hpp"
 #include "harness/detail/proc_net.hpp"
 #include "harness/detail/regex.hpp"
+#include "harness/detail/report.hpp"
 #include "harness/detail/respawn_loop.hpp"
 
 namespace harness {
@@ -211,6 +212,7 @@ struct session_state {
   milliseconds ready_time{0};
   std::shared_ptr<const matchers> match;
   bool need_ready_signal = false;  // inherit mode without probes
+  bool reported = false;           // the HARNESS_REPORT line is written
 
   ~session_state() {
     proc.stop();
@@ -219,6 +221,9 @@ struct session_state {
 
   result<void> validate_and_compile();
   start_outcome start_once(std::uint16_t port);
+  // Stops the server; the first stop of each started server appends its
+  // HARNESS_REPORT line.
+  exit_status stop_and_report();
   failure report(std::error_code code, const std::string& reason, const harness::process* p,
                  bool show_holder) const;
 };
@@ -835,6 +840,25 @@ std::string summary_of(const session_state& s) {
   return out;
 }
 
+session_info info_of(const session_state& s) {
+  const auto& p = s.proc;
+  session_info info;
+  info.name = p.name();
+  info.command = p.command_line();
+  info.mode = s.mode;
+  info.endpoint = detail::net::format_endpoint(s.spec.port.host, s.port);
+  info.port = s.port;
+  info.pid = p.pid();
+  info.running = p.running();
+  info.status = p.status();
+  info.attempts = s.attempts;
+  info.ready_time = s.ready_time;
+  info.stderr_tail = p.output().tail_lines(stream::err, 20);
+  info.log = p.output().log_path();
+  info.summary = summary_of(s);
+  return info;
+}
+
 // Sessions that own a started server, for live_sessions().
 std::mutex registry_mutex;
 std::vector<std::weak_ptr<session_state>>& registry() {
@@ -851,6 +875,19 @@ void register_session(const std::shared_ptr<session_state>& s) {
 
 }  // namespace
 
+exit_status detail::session_state::stop_and_report() {
+  const auto t0 = std::chrono::steady_clock::now();
+  const exit_status status = proc.stop();
+  if (!reported && !attempts.empty() && proc.valid()) {
+    reported = true;
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::steady_clock::now() - t0)
+                        .count();
+    detail::append_report(info_of(*this), status, ms);
+  }
+  return status;
+}
+
 std::vector<session_info> live_sessions() {
   std::vector<std::shared_ptr<session_state>> states;
   {
@@ -860,24 +897,7 @@ std::vector<session_info> live_sessions() {
     }
   }
   std::vector<session_info> out;
-  for (const auto& st : states) {
-    const auto& p = st->proc;
-    session_info info;
-    info.name = p.name();
-    info.command = p.command_line();
-    info.mode = st->mode;
-    info.endpoint = detail::net::format_endpoint(st->spec.port.host, st->port);
-    info.port = st->port;
-    info.pid = p.pid();
-    info.running = p.running();
-    info.status = p.status();
-    info.attempts = st->attempts;
-    info.ready_time = st->ready_time;
-    info.stderr_tail = p.output().tail_lines(stream::err, 20);
-    info.log = p.output().log_path();
-    info.summary = summary_of(*st);
-    out.push_back(std::move(info));
-  }
+  for (const auto& st : states) out.push_back(info_of(*st));
   return out;
 }
 
@@ -1004,13 +1024,13 @@ std::optional<exit_status> session::status() const {
 
 exit_status session::stop() {
   if (!state_) return {};
-  return state_->proc.stop();
+  return state_->stop_and_report();
 }
 
 result<void> session::restart() {
   if (!state_) return make_failure(errc::not_running, "empty session");
   auto& s = *state_;
-  s.proc.stop();
+  s.stop_and_report();
   const std::uint16_t port = s.mode == port_mode::announce ? 0 : s.port;
   const auto t0 = std::chrono::steady_clock::now();
   auto outcome = s.start_once(port);
@@ -1022,6 +1042,7 @@ result<void> session::restart() {
     case attempt::result::ready:
       s.port = used;
       s.ready_time = s.attempts.back().duration;
+      s.reported = false;  // the new server gets a line of its own when it stops
       return {};
     case attempt::result::collision:
       s.proc.stop();

@@ -403,6 +403,26 @@ TEST_F(SessionTest, LiveSessionsListsTheStartedServers) {
   EXPECT_EQ(info->summary, a.summary());
 }
 
+TEST_F(SessionTest, ReportFileGetsOneLinePerStoppedServer) {
+  const std::string report = path("report.jsonl");
+  ::setenv("HARNESS_REPORT", report.c_str(), 1);
+  {
+    session s = session::start({.command = fx({"--port={port}"}), .name = "reported"});
+    const auto port = s.port();
+    ASSERT_TRUE(s.restart());
+    s.stop();
+    s.stop();  // idempotent: no second line for the same server
+    const auto text = harness_test::read_text(report);
+    EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 2) << text;
+    EXPECT_NE(text.find("\"name\":\"reported\""), std::string::npos) << text;
+    EXPECT_NE(text.find("\"mode\":\"lease\""), std::string::npos) << text;
+    EXPECT_NE(text.find("\"port\":" + std::to_string(port)), std::string::npos) << text;
+    EXPECT_NE(text.find("\"status\":\"exited with status 0\""), std::string::npos) << text;
+    EXPECT_NE(text.find("\"outcome\":\"ready\""), std::string::npos) << text;
+  }
+  ::unsetenv("HARNESS_REPORT");
+}
+
 TEST_F(SessionTest, CollisionLineBuriedInTenMebibytesIsStillSeen) {
   // R12: 10 MiB of stderr before the bind, then the collision message.
   session s = session::start({.command = fx({"--stderr-bytes=10485760", "--port={port}",

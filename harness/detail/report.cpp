@@ -1,0 +1,67 @@
+#include "harness/detail/report.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+
+// Boost.JSON without a library to link: its sources are compiled into this file.
+#include <boost/json/src.hpp>
+
+#include "harness/session.hpp"
+
+namespace harness::detail {
+
+namespace {
+std::string runner_name() {
+  std::ifstream in("/proc/self/comm");
+  std::string name;
+  std::getline(in, name);
+  return name;
+}
+}  // namespace
+
+void append_report(const session_info& info, const exit_status& final_status, long long stop_ms) {
+  const char* path = std::getenv("HARNESS_REPORT");
+  if (path == nullptr || *path == '\0') return;
+
+  boost::json::object line;
+  line["runner"] = runner_name();
+  line["runner_pid"] = static_cast<std::int64_t>(::getpid());
+  line["name"] = info.name;
+  line["command"] = info.command;
+  line["mode"] = to_string(info.mode);
+  line["endpoint"] = info.endpoint;
+  line["port"] = info.port;
+  line["pid"] = info.pid;
+  boost::json::array attempts;
+  for (const auto& a : info.attempts) {
+    attempts.push_back(boost::json::object{{"port", a.port},
+                                           {"outcome", to_string(a.outcome)},
+                                           {"reason", a.reason},
+                                           {"ms", a.duration.count()}});
+  }
+  line["attempts"] = std::move(attempts);
+  line["ready_ms"] = info.ready_time.count();
+  line["status"] = final_status.str();
+  line["stop_ms"] = stop_ms;
+  std::string text = boost::json::serialize(line);
+  text.push_back('\n');
+
+  const int fd = ::open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  const bool ok = fd >= 0 && ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  const int err = errno;
+  if (fd >= 0) ::close(fd);
+  static std::atomic<bool> warned{false};
+  if (!ok && !warned.exchange(true)) {
+    std::fprintf(stderr, "serve-harness: cannot append to HARNESS_REPORT=%s: %s\n", path,
+                 std::strerror(err));
+  }
+}
+
+}  // namespace harness::detail
