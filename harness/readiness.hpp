@@ -25,6 +25,9 @@
 // inherit mode → announce (HARNESS_READY_FD) or notify, whichever the server uses.
 //
 // Gotchas:
+//   * In lease mode the server is ready only once a process of its tree listens on the
+//     leased port (checked after the probes pass, by socket inode): a log probe alone
+//     does not make a server that never listens on {port} ready.
 //   * In inherit mode the harness holds the listening socket, so a TCP connect
 //     succeeds before the server even runs: a probe list made only of tcp is refused
 //     (errc::invalid_argument). Use http, log, announce or notify.

@@ -934,7 +934,10 @@ result<session> session::try_start(server_spec spec) {
     if (f.code == errc::attempts_exhausted) {
       f.detail = (s->spec.name.empty() ? quote_command(s->spec.command) : s->spec.name) + ": " + f.detail + "\n";
     }
-    if (!s->attempts.empty()) f.detail += "  attempts:\n" + format_attempts(s->attempts, "    ");
+    // A report (multi-line, ending in a newline) gets the attempts appended; an error
+    // from before any server ran (program not found, pool exhausted) stays one line.
+    const bool is_report = !f.detail.empty() && f.detail.back() == '\n';
+    if (is_report && !s->attempts.empty()) f.detail += "  attempts:\n" + format_attempts(s->attempts, "    ");
     s->proc.stop();
     return f;
   }

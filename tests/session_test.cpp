@@ -461,6 +461,8 @@ TEST_F(SessionBadInput, UnknownProgramLeavesNoLease) {
                                .port = {.range = one}});
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, errc::program_not_found);
+  // Nothing ran, so there is no report and no attempt list: one clear line.
+  EXPECT_EQ(r.error().message().find('\n'), std::string::npos) << r.error().message();
   auto again = harness::lease::try_acquire({.range = one});
   EXPECT_TRUE(again) << "the lease of the failed start was not released";
 }

@@ -1,0 +1,98 @@
+// harness — the serve-harness command line.
+//
+//   harness run [OPTIONS] -- SERVER [ARGS...]     start a server, wait until ready, ...
+//   harness ports [--json]                        the leases of the shared port pool
+//
+// CLI11 parses everything before the first "--"; the words after it are the server
+// command, handed over untouched (so a server option never meets our parser).
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <exception>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "events_posix.hpp"
+#include "exit_codes.hpp"
+#include "ports.hpp"
+#include "run.hpp"
+#include "run_options.hpp"
+
+namespace {
+
+using namespace harness_cli;
+
+// CLI11's help, with the usage line of `run` showing where the server command goes.
+class formatter : public CLI::Formatter {
+ public:
+  std::string make_usage(const CLI::App* app, std::string name) const override {
+    if (app->get_name() == "run")
+      return get_label("Usage") + ": " + name + " [OPTIONS] -- SERVER [ARGS...]\n";
+    return CLI::Formatter::make_usage(app, std::move(name));
+  }
+};
+
+int usage(const std::string& reason, const std::string& command) {
+  std::cerr << "harness: " << reason << "\nRun '" << command << " --help' for more information.\n";
+  return exit_code::usage;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Before any thread exists (the library starts its I/O thread on the first spawn).
+  signal_watch signals = signal_watch::install();
+
+  // Everything after the first "--" is the server command.
+  const auto dash =
+      std::find_if(argv + 1, argv + argc, [](const char* a) { return std::string(a) == "--"; });
+  run_args run_a;
+  run_a.separator = dash != argv + argc;
+  if (run_a.separator) run_a.server.assign(dash + 1, argv + argc);
+
+  CLI::App app{
+      "Start real servers for integration tests: race-free ports, readiness, no leftovers.",
+      "harness"};
+  app.formatter(std::make_shared<formatter>());
+  app.set_version_flag("--version", "harness " HARNESS_VERSION, "Print the version and exit");
+  app.require_subcommand(1);
+  app.footer("Run 'harness COMMAND --help' for the options of a command.");
+  CLI::App* run = add_run_command(app, run_a);
+  ports_args ports_a;
+  CLI::App* ports = add_ports_command(app, ports_a);
+
+  const auto command = [&] {
+    return app.got_subcommand(run)     ? "harness run"
+           : app.got_subcommand(ports) ? "harness ports"
+                                       : "harness";
+  };
+  try {
+    app.parse(static_cast<int>(dash - argv), argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    std::string reason = e.what();
+    if (argc > 1 && argv[1][0] != '-' && !app.got_subcommand(run) && !app.got_subcommand(ports)) {
+      reason = "unknown command '" + std::string(argv[1]) + "' (commands: run, ports)";
+    }
+    if (dynamic_cast<const CLI::ExtrasError*>(&e) != nullptr && !run_a.separator &&
+        app.got_subcommand(run)) {
+      reason +=
+          "\n(the server command and its options go after '--': " + std::string(run_usage) + ")";
+    }
+    return usage(reason, command());
+  }
+
+  try {
+    if (app.got_subcommand(run)) return run_command(run_a, signals);
+    if (run_a.separator)
+      return usage("'--' and a server command belong to 'harness run'", command());
+    if (app.got_subcommand(ports)) return ports_command(ports_a);
+  } catch (const usage_error& e) {
+    return usage(e.what(), command());
+  } catch (const std::exception& e) {
+    std::cerr << "harness: " << e.what() << "\n";
+    return exit_code::start_failed;
+  }
+  return usage("no command", "harness");
+}

@@ -1,0 +1,119 @@
+#include "ports.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <ctime>
+#include <iostream>
+#include <string>
+
+#include "exit_codes.hpp"
+#include "harness/lease.hpp"
+
+namespace harness_cli {
+namespace {
+
+std::string json_string(const std::string& s) {
+  std::string out = "\"";
+  for (const unsigned char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out.push_back(static_cast<char>(c));
+        }
+    }
+  }
+  return out + "\"";
+}
+
+// "42s", "3m05s", "2h07m", "4d03h".
+std::string age_text(std::int64_t seconds) {
+  char buf[32];
+  if (seconds < 60) {
+    std::snprintf(buf, sizeof buf, "%llds", static_cast<long long>(seconds));
+  } else if (seconds < 3600) {
+    std::snprintf(buf, sizeof buf, "%lldm%02llds", static_cast<long long>(seconds / 60),
+                  static_cast<long long>(seconds % 60));
+  } else if (seconds < 86400) {
+    std::snprintf(buf, sizeof buf, "%lldh%02lldm", static_cast<long long>(seconds / 3600),
+                  static_cast<long long>(seconds % 3600 / 60));
+  } else {
+    std::snprintf(buf, sizeof buf, "%lldd%02lldh", static_cast<long long>(seconds / 86400),
+                  static_cast<long long>(seconds % 86400 / 3600));
+  }
+  return buf;
+}
+
+}  // namespace
+
+CLI::App* add_ports_command(CLI::App& app, ports_args& args) {
+  CLI::App* ports = app.add_subcommand(
+      "ports", "List the leased ports of the shared pool: port, held, holder pid, age, note.");
+  ports->add_flag("--json", args.json, "Print a JSON array instead of a table");
+  ports->add_flag("--all", args.all,
+                  "Also list the ports nobody holds now (with their last holder)");
+  ports->footer(
+      "A port is held while a process holds its lease (the kernel drops it when the\n"
+      "holder dies). The pool directory is <state dir>/ports (HARNESS_STATE_DIR).");
+  return ports;
+}
+
+int ports_command(const ports_args& args) {
+  auto leases = harness::list_leases();
+  if (!leases) {
+    std::cerr << "harness: " << leases.error().message() << "\n";
+    return exit_code::start_failed;
+  }
+  auto records = std::move(*leases);
+  if (!args.all) std::erase_if(records, [](const harness::lease_record& r) { return !r.held; });
+  std::sort(records.begin(), records.end(),
+            [](const auto& a, const auto& b) { return a.port < b.port; });
+  const std::int64_t now = std::time(nullptr);
+  auto age = [now](const harness::lease_record& r) {
+    return r.since > 0 ? std::max<std::int64_t>(0, now - r.since) : -1;
+  };
+
+  if (args.json) {
+    std::cout << "[";
+    const char* sep = "\n";
+    for (const auto& r : records) {
+      std::cout << sep << "  {\"port\": " << r.port << ", \"held\": " << (r.held ? "true" : "false")
+                << ", \"pid\": " << r.pid << ", \"since\": " << r.since
+                << ", \"age_seconds\": " << age(r) << ", \"note\": " << json_string(r.note) << "}";
+      sep = ",\n";
+    }
+    std::cout << (records.empty() ? "]\n" : "\n]\n");
+    return exit_code::ok;
+  }
+  char line[64];
+  std::snprintf(line, sizeof line, "%-6s %-5s %-8s %-7s ", "PORT", "HELD", "PID", "AGE");
+  std::cout << line << "NOTE\n";
+  for (const auto& r : records) {
+    const std::string pid = r.pid > 0 ? std::to_string(r.pid) : "-";
+    const std::string since = age(r) >= 0 ? age_text(age(r)) : "-";
+    std::snprintf(line, sizeof line, "%-6u %-5s %-8s %-7s ", static_cast<unsigned>(r.port),
+                  r.held ? "yes" : "no", pid.c_str(), since.c_str());
+    std::cout << line << r.note << "\n";
+  }
+  return exit_code::ok;
+}
+
+}  // namespace harness_cli

@@ -1,0 +1,205 @@
+#include "run.hpp"
+
+#include <chrono>
+#include <cstdlib>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+
+#include "exit_codes.hpp"
+#include "harness/session.hpp"
+#include "line_writer.hpp"
+
+namespace harness_cli {
+namespace {
+
+using namespace std::chrono_literals;
+using harness::errc;
+using harness::session;
+
+// Everything `harness run` prints on stderr goes through the writer, so that our
+// messages and the passed-through lines of the children stay whole and in order.
+class reporter {
+ public:
+  explicit reporter(bool verbose) : verbose_(verbose) {}
+  const std::shared_ptr<line_writer>& writer() const { return out_; }
+  // A message on stderr ("harness: ..."); a trailing newline is dropped.
+  void say(std::string text) const {
+    while (!text.empty() && text.back() == '\n') text.pop_back();
+    out_->put(2, "harness: ", text);
+  }
+  // Progress, only with --verbose.
+  void progress(std::string text) const {
+    if (verbose_) say(std::move(text));
+  }
+  void print(std::string_view line) const { out_->put(1, "", line); }
+  void drain() const { out_->drain(); }
+  bool verbose() const { return verbose_; }
+
+ private:
+  bool verbose_;
+  std::shared_ptr<line_writer> out_ = std::make_shared<line_writer>();
+};
+
+// Library failures that mean a bad command line (detected before anything started).
+bool is_usage_failure(const harness::failure& f) {
+  return f.code == errc::invalid_argument || f.code == errc::bad_pattern ||
+         f.code == errc::placeholder_not_allowed || f.code == errc::empty_argv;
+}
+
+std::string describe_readiness(const harness::server_spec& spec) {
+  std::string text;
+  for (const auto& p : spec.ready.probes) text += (text.empty() ? "" : " and ") + p.describe();
+  if (!text.empty()) return text;
+  switch (spec.port.mode) {
+    case harness::port_mode::announce:
+      return spec.port.port_from.empty()
+                 ? "the port announcement (HARNESS_READY_FD or NOTIFY_SOCKET)"
+                 : "a line matching /" + spec.port.port_from + "/";
+    case harness::port_mode::inherit:
+      return "the ready announcement (HARNESS_READY_FD or NOTIFY_SOCKET)";
+    default:
+      return "tcp";
+  }
+}
+
+// Starts the server on a thread of ours, so that a signal can interrupt the wait.
+harness::result<session> start(harness::server_spec spec, signal_watch& signals,
+                               const reporter& report) {
+  event done;
+  std::optional<harness::result<session>> started;
+  std::thread starter([&] {
+    started.emplace(session::try_start(std::move(spec)));
+    done.raise();
+  });
+  if (wait_any({signals.fd(), done.fd()}) == 0) {
+    const int sig = signals.take();
+    report.say("interrupted by " + harness::signal_name(sig) + " before the server was ready");
+    report.drain();
+    // A start cannot be cancelled. Our death closes the library's lifeline: its reaper
+    // kills the server tree, and the kernel drops the port lease.
+    std::_Exit(128 + sig);
+  }
+  starter.join();
+  return std::move(*started);
+}
+
+std::string server_exit_report(session& s, const harness::exit_status& status) {
+  std::string text = "the server exited on its own: " + status.str() + "\n";
+  text += "  command: " + s.command_line() + "\n";
+  text += "  pid " + std::to_string(s.pid()) + ", port " + std::to_string(s.port()) + "\n";
+  const auto lines = s.output().tail_lines(harness::stream::err, 20);
+  if (lines.empty()) {
+    text += "  stderr: (empty)\n";
+  } else {
+    text += "  stderr (last " + std::to_string(lines.size()) + " lines):\n";
+    for (const auto& l : lines) text += "    | " + l + "\n";
+  }
+  if (const auto log = s.log_path(); !log.empty()) text += "  log: " + log.string() + "\n";
+  return text;
+}
+
+// Stops the server; with --verbose, lets its last lines through and says how it ended.
+harness::exit_status stop_server(session& s, const reporter& report) {
+  report.progress("stopping the server (pid " + std::to_string(s.pid()) + ")");
+  const auto status = s.stop();
+  if (report.verbose()) (void)s.output().wait_closed(1s);
+  report.progress("server " + status.str());
+  return status;
+}
+
+// Without --then: print the port and pid, hold the server until a signal.
+int hold(session& s, signal_watch& signals, const reporter& report) {
+  exit_watch server_exit(s.process());
+  report.print("HARNESS_PORT=" + std::to_string(s.port()));
+  report.print("HARNESS_PID=" + std::to_string(s.pid()));
+  report.drain();
+  if (wait_any({signals.fd(), server_exit.fd()}) == 0) {
+    report.progress("got " + harness::signal_name(signals.take()));
+    stop_server(s, report);
+    report.drain();
+    return exit_code::ok;
+  }
+  const auto status = s.stop();
+  report.say(server_exit_report(s, status));
+  report.drain();
+  return exit_code::server_exited;
+}
+
+// With --then: run the client, pass its output through, exit with its status.
+int run_then(session& s, const std::string& command, signal_watch& signals,
+             const reporter& report) {
+  const std::string port = std::to_string(s.port());
+  harness::process_options o;
+  o.argv = {"/bin/sh", "-c", substitute(command, s.host(), port)};
+  o.env.set = {
+      {"HARNESS_PORT", port}, {"HARNESS_HOST", s.host()}, {"HARNESS_PID", std::to_string(s.pid())}};
+  o.output.tail_bytes = 4096;   // the lines go to our stdout/stderr, not to a tail
+  o.output.max_line = 1 << 20;  // longer lines are cut (and passed on in pieces)
+  o.output.log_file = false;
+  o.output.on_line = forward_lines(report.writer(), "");
+  o.name = "then";
+  report.progress("running " + harness::quote_command(o.argv));
+  auto client = harness::process::try_spawn(std::move(o));
+  if (!client) {
+    report.say("could not start the --then command: " + client.error().message());
+    stop_server(s, report);
+    report.drain();
+    return exit_code::start_failed;
+  }
+
+  exit_watch client_exit(*client);
+  if (wait_any({signals.fd(), client_exit.fd()}) == 0) {
+    const int sig = signals.take();
+    report.progress("got " + harness::signal_name(sig) + ": stopping the client");
+    report.progress("client " + client->stop().str());
+    stop_server(s, report);
+    report.drain();
+    return 128 + sig;
+  }
+  // The client has exited: stop() reaps it and ends whatever it left running, so
+  // that its pipes close and every line it printed has been passed on.
+  const auto status = client->stop();
+  (void)client->output().wait_closed(2s);
+  report.progress("client " + status.str());
+  if (!s.running()) {
+    report.say("note: the server exited while the client ran: " +
+               s.status().value_or(harness::exit_status{}).str());
+  }
+  stop_server(s, report);
+  report.drain();
+  return status.shell_code();
+}
+
+}  // namespace
+
+int run_command(const run_args& args, signal_watch& signals) {
+  harness::server_spec spec = make_spec(args);
+  const reporter report(args.verbose);
+  if (args.verbose) spec.output.on_line = forward_lines(report.writer(), "[server] ", 2, 2);
+  report.progress("starting " + harness::quote_command(spec.command) + " (" +
+                  harness::to_string(spec.port.mode) + " mode, host " + spec.port.host +
+                  "; ready when " + describe_readiness(spec) + ")");
+
+  auto started = start(std::move(spec), signals, report);
+  if (!started) {
+    const auto& f = started.error();
+    report.drain();
+    if (is_usage_failure(f)) throw usage_error(f.message());
+    report.say(f.message());
+    report.drain();
+    return exit_code::start_failed;
+  }
+  session& s = *started;
+  report.progress("ready on " + s.endpoint() + " (pid " + std::to_string(s.pid()) + ") after " +
+                  std::to_string(s.ready_time().count()) + " ms");
+  if (s.attempts().size() > 1)
+    report.progress("attempts:\n" + harness::format_attempts(s.attempts()));
+  if (const auto log = s.log_path(); !log.empty()) report.progress("server log: " + log.string());
+
+  return args.has_then ? run_then(s, args.then, signals, report) : hold(s, signals, report);
+}
+
+}  // namespace harness_cli

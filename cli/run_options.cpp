@@ -1,0 +1,263 @@
+#include "run_options.hpp"
+
+#include <charconv>
+#include <cmath>
+#include <utility>
+
+namespace harness_cli {
+namespace {
+
+using harness::probe;
+
+constexpr std::string_view ready_forms =
+    "tcp, http:PATH, http:PATH:STATUS, log:REGEX, announce or notify";
+
+// Strict decimal integer (the whole text).
+bool parse_int(std::string_view text, int& out) {
+  const auto [end, err] = std::from_chars(text.data(), text.data() + text.size(), out);
+  return !text.empty() && err == std::errc{} && end == text.data() + text.size();
+}
+
+// A CLI11 check from a function that throws usage_error.
+CLI::Validator check_with(std::string name, void (*check)(const std::string&)) {
+  return CLI::Validator(
+      [check](std::string& value) -> std::string {
+        try {
+          check(value);
+          return {};
+        } catch (const usage_error& e) {
+          return e.what();
+        }
+      },
+      "", std::move(name));
+}
+
+void check_ready(const std::string& value) { (void)parse_ready(value); }
+
+void check_env(const std::string& value) {
+  const auto eq = value.find('=');
+  if (eq == std::string::npos || eq == 0) {
+    throw usage_error("'" + value + "' is not of the form NAME=VALUE");
+  }
+}
+
+// Seconds, fractional allowed; > 0 and small enough for milliseconds.
+double parse_seconds(const std::string& value) {
+  double seconds = 0;
+  const auto [end, err] = std::from_chars(value.data(), value.data() + value.size(), seconds);
+  if (value.empty() || err != std::errc{} || end != value.data() + value.size() ||
+      !std::isfinite(seconds)) {
+    throw usage_error("'" + value + "' is not a number of seconds");
+  }
+  if (seconds <= 0) throw usage_error("must be more than 0 seconds, not " + value);
+  if (seconds > 1e7) throw usage_error(value + " seconds is too long");
+  return seconds;
+}
+
+void check_timeout(const std::string& value) { (void)parse_seconds(value); }
+
+void check_attempts(const std::string& value) {
+  int n = 0;
+  if (!parse_int(value, n) || n < 1 || n > 1000) {
+    throw usage_error("needs a whole number of starts from 1 to 1000, not '" + value + "'");
+  }
+}
+
+// "http:PATH[:STATUS]" without the "http:".
+probe parse_http(std::string_view spec, std::string_view rest) {
+  std::string_view path = rest;
+  int status = 200;
+  if (const auto colon = rest.rfind(':'); colon != std::string_view::npos) {
+    const std::string_view tail = rest.substr(colon + 1);
+    if (!tail.empty() && tail.find_first_not_of("0123456789") == std::string_view::npos) {
+      if (!parse_int(tail, status) || status < 100 || status > 599) {
+        throw usage_error("'" + std::string(spec) + "': the HTTP status must be 100..599");
+      }
+      path = rest.substr(0, colon);
+    }
+  }
+  if (path.empty() || path.front() != '/') {
+    throw usage_error("'" + std::string(spec) + "': the path must start with '/' (http:/health)");
+  }
+  return probe::http(std::string(path), status);
+}
+
+}  // namespace
+
+probe parse_ready(std::string_view spec) {
+  const auto colon = spec.find(':');
+  const std::string_view kind = spec.substr(0, colon);
+  const std::string_view rest =
+      colon == std::string_view::npos ? std::string_view{} : spec.substr(colon + 1);
+  const bool has_arg = colon != std::string_view::npos;
+  if (kind == "tcp" && !has_arg) return probe::tcp();
+  if (kind == "announce" && !has_arg) return probe::announce();
+  if (kind == "notify" && !has_arg) return probe::notify();
+  if (kind == "http") return has_arg ? parse_http(spec, rest) : probe::http("/");
+  if (kind == "log" && has_arg) {
+    if (rest.empty())
+      throw usage_error("'" + std::string(spec) + "': log: needs a regular expression");
+    return probe::log(std::string(rest));
+  }
+  throw usage_error("'" + std::string(spec) + "' is not a readiness check; use " +
+                    std::string(ready_forms));
+}
+
+std::string substitute(std::string_view s, std::string_view host, std::string_view port) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size();) {
+    auto at = [&](std::string_view what) { return s.substr(i, what.size()) == what; };
+    if (at("{{port}}") || at("{{host}}")) {
+      out.append(s.substr(i + 1, 6));
+      i += 8;
+    } else if (at("{port}")) {
+      out.append(port);
+      i += 6;
+    } else if (at("{host}")) {
+      out.append(host);
+      i += 6;
+    } else {
+      out.push_back(s[i++]);
+    }
+  }
+  return out;
+}
+
+bool mentions_port(std::string_view text) {
+  return substitute(text, "", "\x01") != substitute(text, "", "");
+}
+
+CLI::App* add_run_command(CLI::App& app, run_args& a) {
+  CLI::App* run = app.add_subcommand(
+      "run",
+      "Start a server on a race-free port, wait until it is ready, then run a client\n"
+      "against it (--then) or keep it running until SIGINT/SIGTERM/SIGHUP.");
+  run->add_option("--mode", a.mode,
+                  "How the server gets its port:\n"
+                  "  lease    the harness leases a free port and substitutes {port}\n"
+                  "           (the default when {port} is in ARGS or an --env value)\n"
+                  "  announce the server binds port 0 and reports the port\n"
+                  "  inherit  the harness passes a listening socket as fd 3 (LISTEN_FDS=1)")
+      ->type_name("MODE")
+      ->check(CLI::IsMember({"lease", "announce", "inherit"}));
+  run->add_option("--port-from", a.port_from,
+                  "announce mode: the port is the first capture group of the first\n"
+                  "stdout/stderr line matching REGEX (default: the server announces it\n"
+                  "on HARNESS_READY_FD or over NOTIFY_SOCKET)")
+      ->type_name("REGEX");
+  run->add_option("--ready", a.ready,
+                  "A readiness check; repeatable, all must pass: tcp, http:PATH,\n"
+                  "http:PATH:STATUS, log:REGEX, announce, notify (default: tcp in lease\n"
+                  "mode, the announcement in the other modes)")
+      ->type_name("SPEC")
+      ->allow_extra_args(false)
+      ->check(check_with("SPEC", check_ready));
+  run->add_option("--host", a.host, "The address the server listens on; {host} (default 127.0.0.1)")
+      ->type_name("HOST");
+  run->add_option("--timeout", a.timeout_seconds,
+                  "Readiness deadline of each start, in seconds (default 30; fractions\n"
+                  "allowed; scaled by HARNESS_TIMEOUT_SCALE)")
+      ->type_name("SECONDS")
+      ->check(check_with("SECONDS", check_timeout));
+  run->add_option("--attempts", a.attempts,
+                  "lease mode: starts in all when the server loses its port to another\n"
+                  "process (default 5)")
+      ->type_name("N")
+      ->check(check_with("N", check_attempts));
+  run->add_option("--env", a.env,
+                  "Set NAME=VALUE in the server's environment; VALUE may use {port}\nand {host} "
+                  "(repeatable)")
+      ->type_name("NAME=VALUE")
+      ->allow_extra_args(false)
+      ->check(check_with("NAME=VALUE", check_env));
+  run->add_option("--fail-on", a.fail_on,
+                  "A server output line matching REGEX fails the start (repeatable)")
+      ->type_name("REGEX")
+      ->allow_extra_args(false);
+  run->add_option("--then", a.then,
+                  "Once ready, run `/bin/sh -c CMD` ({port} and {host} substituted;\n"
+                  "HARNESS_PORT, HARNESS_HOST and HARNESS_PID in its environment), pass\n"
+                  "its output through, stop the server and exit with CMD's status")
+      ->type_name("CMD")
+      ->each([&a](const std::string&) { a.has_then = true; });
+  run->add_flag("-v,--verbose", a.verbose,
+                "Report readiness progress and the server's output on stderr");
+  // Catches words given before "--" so that make_spec() can say what went wrong.
+  run->add_option("SERVER", a.stray, "")->group("");
+  run->footer(
+      "The server command goes after '--': " + std::string(run_usage) +
+      "\n"
+      "{port} and {host} are replaced in ARGS, --env values and --then ({{port}} is a\n"
+      "literal {port}).\n"
+      "\n"
+      "Without --then, once the server is ready the command prints\n"
+      "  HARNESS_PORT=<port>\n"
+      "  HARNESS_PID=<pid>\n"
+      "on stdout and keeps the server until SIGINT, SIGTERM or SIGHUP, then stops it\n"
+      "(the whole process tree) and exits 0.\n"
+      "\n"
+      "Exit status: 0 ready and stopped on request; with --then, CMD's status (128+N\n"
+      "when CMD was killed by signal N); 2 usage error; 3 the server could not be\n"
+      "started or did not become ready; 4 the server exited on its own; 128+N when\n"
+      "interrupted by signal N.\n"
+      "\n"
+      "Examples:\n"
+      "  harness run --then 'curl -fsS http://{host}:{port}/' -- python3 -m http.server {port}\n"
+      "  harness run --ready http:/health:204 -- my-server --listen={host}:{port}\n"
+      "  harness run --mode announce --port-from 'port (\\d+)' -- my-server --port=0\n"
+      "  harness run --mode inherit --ready http:/ -- my-socket-activated-server");
+  return run;
+}
+
+harness::server_spec make_spec(const run_args& a) {
+  const std::string usage(run_usage);
+  if (!a.stray.empty()) {
+    const std::string first = "'" + a.stray.front() + "'";
+    if (a.separator)
+      throw usage_error("unexpected argument " + first + " before '--'; write " + usage);
+    throw usage_error("missing '--' before the server command " + first + "; write " + usage);
+  }
+  if (!a.separator) throw usage_error("no server command; write " + usage);
+  if (a.server.empty()) throw usage_error("the server command after '--' is empty; write " + usage);
+
+  harness::server_spec spec;
+  spec.command = a.server;
+  for (const auto& kv : a.env) {
+    const auto eq = kv.find('=');
+    spec.env.set.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
+  }
+
+  bool placeholder = false;
+  for (const auto& arg : spec.command) placeholder = placeholder || mentions_port(arg);
+  for (const auto& kv : spec.env.set) placeholder = placeholder || mentions_port(kv.second);
+  if (a.mode.empty()) {
+    if (!placeholder) {
+      throw usage_error(
+          "no {port} in the server command or an --env value, so --mode is needed: --mode "
+          "announce (the server reports the port it bound) or --mode inherit (it takes a "
+          "listening socket); or put {port} where the server takes its port");
+    }
+    spec.port.mode = harness::port_mode::lease;
+  } else if (a.mode == "lease") {
+    spec.port.mode = harness::port_mode::lease;
+  } else if (a.mode == "announce") {
+    spec.port.mode = harness::port_mode::announce;
+  } else {
+    spec.port.mode = harness::port_mode::inherit;
+  }
+
+  if (!a.port_from.empty() && spec.port.mode != harness::port_mode::announce) {
+    throw usage_error("--port-from needs --mode announce (the server binds port 0 and prints it)");
+  }
+  spec.port.host = a.host;
+  spec.port.port_from = a.port_from;
+  for (const auto& r : a.ready) spec.ready.probes.push_back(parse_ready(r));
+  spec.ready.timeout =
+      std::chrono::milliseconds(static_cast<std::int64_t>(std::ceil(a.timeout_seconds * 1000.0)));
+  spec.ready.fail_on = a.fail_on;
+  spec.respawn.attempts = a.attempts;
+  return spec;
+}
+
+}  // namespace harness_cli
