@@ -1,5 +1,8 @@
 #include "harness/collision.hpp"
 
+#include <algorithm>
+#include <cctype>
+
 #include "harness/detail/regex.hpp"
 
 namespace harness {
@@ -7,7 +10,27 @@ namespace harness {
 struct collision_classifier::entry {
   std::string ecosystem;
   detail::regex re;
+  bool builtin = false;
 };
+
+namespace {
+
+bool contains_icase(std::string_view text, std::string_view needle) {
+  auto it = std::search(text.begin(), text.end(), needle.begin(), needle.end(), [](char a, char b) {
+    return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
+  });
+  return it != text.end();
+}
+
+// Every built-in message says "in use" ("Address already in use", EADDRINUSE,
+// AddrInUse) or errno 98: a line with none of those cannot match one, and skipping
+// the regular expressions for it keeps a server that prints megabytes cheap to watch.
+bool may_match_builtin(std::string_view line) {
+  return line.find("98") != std::string_view::npos || contains_icase(line, "in use") ||
+         contains_icase(line, "inuse");
+}
+
+}  // namespace
 
 const std::vector<collision_pattern>& collision_classifier::builtin() {
   // Real messages, most specific first; the generic strerror() text comes last so
@@ -52,27 +75,29 @@ collision_classifier::~collision_classifier() = default;
 
 result<collision_classifier> collision_classifier::make(const std::vector<collision_pattern>& extra) {
   collision_classifier c;
-  auto add = [&](const collision_pattern& p) -> result<void> {
+  auto add = [&](const collision_pattern& p, bool is_builtin) -> result<void> {
     auto re = detail::regex::compile(p.regex);
     if (!re) {
       return make_failure(errc::bad_pattern,
                           "collision pattern \"" + p.ecosystem + "\": " + re.error().detail);
     }
-    c.entries_.push_back(entry{p.ecosystem, std::move(*re)});
+    c.entries_.push_back(entry{p.ecosystem, std::move(*re), is_builtin});
     return {};
   };
   for (const auto& p : extra) {
-    if (auto ok = add(p); !ok) return std::move(ok).error();
+    if (auto ok = add(p, false); !ok) return std::move(ok).error();
   }
   for (const auto& p : builtin()) {
-    if (auto ok = add(p); !ok) return std::move(ok).error();
+    if (auto ok = add(p, true); !ok) return std::move(ok).error();
   }
   return c;
 }
 
 std::optional<std::string> collision_classifier::classify(std::string_view line) const {
   line = line.substr(0, 4096);
+  const bool builtin_possible = may_match_builtin(line);
   for (const auto& e : entries_) {
+    if (e.builtin && !builtin_possible) continue;
     if (e.re.matches(line)) return e.ecosystem;
   }
   return std::nullopt;

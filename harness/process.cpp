@@ -49,6 +49,7 @@ struct process_state {
   std::string id;
   std::string command;
   pid_t pid = -1;
+  std::uint64_t start_time = 0;  // of the child, clock ticks since boot (0: unknown)
   int pidfd = -1;  // -1 when the kernel has no pidfd
   std::shared_ptr<output_state> out;
 
@@ -470,6 +471,7 @@ result<process> process::try_spawn(process_options options) {
     if (!pid) return pid;
     s.pid = *pid;
     s.pidfd = pidfd::open(s.pid);
+    if (auto st = procfs::read_stat(s.pid)) s.start_time = st->start_time;
     auto& ctx = io.context();
     s.pipes[0] = std::make_unique<asio::readable_pipe>(ctx, out_r.release());
     s.pipes[1] = std::make_unique<asio::readable_pipe>(ctx, err_r.release());
@@ -609,16 +611,20 @@ void close_members(std::vector<member>& ms) {
   ms.clear();
 }
 
-// Every live process of our uid carrying this process's marker, except the child.
-std::vector<member> collect_marked(const std::string& entry, pid_t leader) {
+// Every live process of our uid in the child's process group or carrying its marker
+// (descendants that left the group), except the child itself.
+std::vector<member> collect_marked(const std::string& entry, pid_t leader, std::uint64_t not_before) {
   std::vector<member> out;
   std::string buffer;
-  for (pid_t pid : detail::procfs::find_by_environ(entry)) {
+  for (pid_t pid : detail::procfs::find_tree(entry, leader, not_before)) {
     if (pid == leader) continue;
     int fd = detail::pidfd::open(pid);
     if (fd >= 0) {
-      // Holding a pidfd now: make sure it is still the marked process we saw.
-      if (!detail::procfs::environ_has(pid, entry, false, buffer)) {
+      // Holding a pidfd now: make sure it is still a member of the tree we saw (the pid
+      // was not recycled in between).
+      auto st = detail::procfs::read_stat(pid);
+      const bool in_group = st && st->pgrp == leader;
+      if (!in_group && !detail::procfs::environ_has(pid, entry, false, buffer)) {
         ::close(fd);
         continue;
       }
@@ -700,7 +706,7 @@ exit_status process::stop(const stop_policy& policy) {
   const auto started = clock::now();
 
   // 1. The first signal to the whole tree, then up to `grace` for it to exit.
-  auto members = collect_marked(marker, s.pid);
+  auto members = collect_marked(marker, s.pid, s.start_time);
   bool clean = leader_exited(s) && members.empty();
   bool escalated = false;
   if (!clean) {
@@ -717,7 +723,7 @@ exit_status process::stop(const stop_policy& policy) {
   }
   close_members(members);
   for (int pass = 0; pass < 100 && clock::now() < kill_deadline; ++pass) {
-    auto stragglers = collect_marked(marker, s.pid);
+    auto stragglers = collect_marked(marker, s.pid, s.start_time);
     if (stragglers.empty()) break;
     escalated = true;
     signal_tree(s, stragglers, SIGKILL);

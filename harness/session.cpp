@@ -213,6 +213,7 @@ struct session_state {
   std::shared_ptr<const matchers> match;
   bool need_ready_signal = false;  // inherit mode without probes
   bool reported = false;           // the HARNESS_REPORT line is written
+  std::size_t server_first_attempt = 0;  // attempts of the running server start here
 
   ~session_state() {
     proc.stop();
@@ -543,6 +544,8 @@ start_outcome session_state::start_once(std::uint16_t use_port) {
   }
   proc = std::move(*spawned);
   const std::string marker = "HARNESS_SESSION=" + proc.session_id();
+  const auto leader_stat = procfs::read_stat(proc.pid());
+  const std::uint64_t leader_start = leader_stat ? leader_stat->start_time : 0;
 
   // --- wait for readiness ---------------------------------------------------------
   const auto deadline = t0 + timeouts::scaled(spec.ready.timeout);
@@ -633,7 +636,7 @@ start_outcome session_state::start_once(std::uint16_t use_port) {
     // bind it can live with (another address family, an optional address) or retry
     // it. It is a collision when somebody else's listener holds our port.
     auto our_tree = [&] {
-      std::vector<pid_t> tree = procfs::find_by_environ(marker);
+      std::vector<pid_t> tree = procfs::find_tree(marker, proc.pid(), leader_start);
       tree.push_back(proc.pid());
       return tree;
     };
@@ -883,7 +886,12 @@ exit_status detail::session_state::stop_and_report() {
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                         std::chrono::steady_clock::now() - t0)
                         .count();
-    detail::append_report(info_of(*this), status, ms);
+    // The line describes this server: a restarted one reports its own start only.
+    session_info info = info_of(*this);
+    info.attempts.erase(info.attempts.begin(),
+                        info.attempts.begin() + static_cast<std::ptrdiff_t>(
+                                                    std::min(server_first_attempt, info.attempts.size())));
+    detail::append_report(info, status, ms);
   }
   return status;
 }
@@ -1034,6 +1042,7 @@ result<void> session::restart() {
   if (!state_) return make_failure(errc::not_running, "empty session");
   auto& s = *state_;
   s.stop_and_report();
+  s.server_first_attempt = s.attempts.size();
   const std::uint16_t port = s.mode == port_mode::announce ? 0 : s.port;
   const auto t0 = std::chrono::steady_clock::now();
   auto outcome = s.start_once(port);

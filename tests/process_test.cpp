@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "harness/detail/pidfd.hpp"
+#include "harness/detail/proc_fs.hpp"
 #include "harness/detail/spawn_posix.hpp"
 #include "support.hpp"
 
@@ -119,6 +120,45 @@ TEST(Process, StopTakesDownTheWholeTree) {
   EXPECT_EQ(::waitpid(leader, nullptr, WNOHANG), -1);
   EXPECT_EQ(errno, ECHILD);
   EXPECT_TRUE(harness_test::zombie_children().empty());
+}
+
+TEST(Process, StopWaitsForGroupMembersWithoutTheMarker) {
+  // A member of the process group that dropped the marker and ignores SIGTERM: only
+  // the group SIGKILL ends it, and stop() must wait for it to be gone.
+  process p = process::spawn(
+      {.argv = {"/bin/sh", "-c", "env -u HARNESS_SESSION \"$0\" --ignore-sigterm --port=0 --serve=none & wait",
+                fixture_server()}});
+  const int fd = harness_test::open_pidfd(reported_pid(p, "PID"));
+  ASSERT_GE(fd, 0);
+  ASSERT_TRUE(p.output().wait_for_line("ignoring SIGTERM", 10s));
+  p.stop({.grace = 100ms});
+  EXPECT_TRUE(harness_test::pidfd_exited(fd)) << "an unmarked group member outlived stop()";
+  ::close(fd);
+}
+
+TEST(Process, StopSweepsUpProcessesStartedWhileStopping) {
+  // The server's SIGTERM handler starts a new process that leaves the group and
+  // ignores SIGTERM, then exits: only the sweep after the leader's exit finds it.
+  char tmpl[] = "/tmp/harness-late-XXXXXX";
+  const int tmp = ::mkstemp(tmpl);
+  ASSERT_GE(tmp, 0);
+  ::close(tmp);
+  const std::string pidfile = tmpl;
+  process p = process::spawn(
+      {.argv = {"/bin/sh", "-c",
+                "trap 'setsid sh -c \"trap \\\"\\\" TERM; echo \\$\\$ > $0; while :; do sleep 1; done\" & "
+                "while [ ! -s $0 ]; do :; done; exit 0' TERM; echo ready; while :; do sleep 1; done",
+                pidfile}});
+  ASSERT_TRUE(p.output().wait_for_line("^ready$", 10s));
+  const std::string marker = "HARNESS_SESSION=" + p.session_id();
+  EXPECT_EQ(p.stop({.grace = 5s}), exit_status::exited_with(0));
+  const std::string late = harness_test::read_text(pidfile);
+  ASSERT_FALSE(late.empty()) << "the SIGTERM handler did not run";
+  const int fd = harness_test::open_pidfd(std::stoi(late));
+  EXPECT_TRUE(fd < 0 || harness_test::pidfd_exited(fd)) << "the late process survived stop()";
+  if (fd >= 0) ::close(fd);
+  EXPECT_TRUE(harness::detail::procfs::find_by_environ(marker).empty());
+  ::unlink(pidfile.c_str());
 }
 
 TEST(Process, CooperativeTreeGetsSigtermFirst) {

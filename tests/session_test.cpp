@@ -283,6 +283,38 @@ TEST_F(SessionTest, ExitWhileAStrangerHoldsThePortIsACollision) {
   EXPECT_EQ(ping(s), "pong: ping");
 }
 
+TEST_F(SessionTest, ExitWhileAStrangerHoldsThePortIsACollisionWhateverTheProbe) {
+  // With a log probe the stranger cannot pass for the server: only the exit (and the
+  // port held by someone else) can make this start a collision.
+  port_thief thief{path("go")};
+  session s = session::start({.command = fx({"--print=PORT-IS {port}", "--wait-file=" + thief.go_file,
+                                             "--port={port}", "--style=silent",
+                                             "--announce-line=serving on {{port}}"}),
+                              .ready = {.probes = {probe::log("^serving on")}},
+                              .respawn = {.backoff_base = 1ms},
+                              .output = {.on_line = thief.callback()}});
+  ASSERT_EQ(s.attempts().size(), 2u) << harness::format_attempts(s.attempts());
+  EXPECT_EQ(s.attempts()[0].outcome, harness::attempt::result::collision);
+  EXPECT_NE(s.attempts()[0].reason.find("exited ("), std::string::npos) << s.attempts()[0].reason;
+}
+
+TEST_F(SessionTest, ACollisionMessageBeforeExitIsACollision) {
+  // The first start only says "address already in use" and exits, holding no socket:
+  // the text is all there is to go by.
+  const std::string once = path("once");
+  session s = session::start(
+      {.command = {"/bin/sh", "-c",
+                   "if [ ! -e \"$1\" ]; then : > \"$1\"; "
+                   "echo 'listen tcp 127.0.0.1:'\"$2\"': bind: address already in use' >&2; exit 1; fi; "
+                   "exec \"$0\" --port=\"$2\"",
+                   fixture_server(), once, "{port}"},
+       .respawn = {.backoff_base = 1ms}});
+  ASSERT_EQ(s.attempts().size(), 2u) << harness::format_attempts(s.attempts());
+  EXPECT_EQ(s.attempts()[0].outcome, harness::attempt::result::collision);
+  EXPECT_NE(s.attempts()[0].reason.find("go: "), std::string::npos) << s.attempts()[0].reason;
+  EXPECT_EQ(ping(s), "pong: ping");
+}
+
 TEST_F(SessionTest, AStrangerAnsweringTheProbeIsNotMistakenForOurServer) {
   port_thief thief{path("go")};
   // The server keeps retrying its bind; the stranger accepts the tcp probe's connect.
@@ -308,6 +340,8 @@ TEST_F(SessionTest, AForeignServerOnAPoolPortIsSkippedAndNeverSignalled) {
   for (int i = 0; i < 5; ++i) {
     session s = session::start({.command = fx({"--port={port}"}), .port = {.range = range}});
     EXPECT_EQ(s.port(), range.last);
+    // Skipped when leasing, not discovered by a failed start.
+    EXPECT_EQ(s.attempts().size(), 1u) << harness::format_attempts(s.attempts());
   }
   EXPECT_TRUE(foreign.running());
   EXPECT_EQ(foreign.output().tail(harness::stream::err).find("got SIGTERM"), std::string::npos);
@@ -419,6 +453,9 @@ TEST_F(SessionTest, ReportFileGetsOneLinePerStoppedServer) {
     EXPECT_NE(text.find("\"port\":" + std::to_string(port)), std::string::npos) << text;
     EXPECT_NE(text.find("\"status\":\"exited with status 0\""), std::string::npos) << text;
     EXPECT_NE(text.find("\"outcome\":\"ready\""), std::string::npos) << text;
+    EXPECT_NE(text.find("\"runner\":\"session_test\""), std::string::npos) << text;
+    // Each line holds the starts of its own server: the restarted one has one, not two.
+    EXPECT_EQ(text.find("},{\"port\""), std::string::npos) << text;
   }
   ::unsetenv("HARNESS_REPORT");
 }

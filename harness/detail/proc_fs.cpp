@@ -128,6 +128,27 @@ std::vector<pid_t> find_by_environ(std::string_view entry, bool prefix) {
   return found;
 }
 
+std::vector<pid_t> find_tree(std::string_view marker, pid_t pgrp, std::uint64_t not_before) {
+  std::vector<pid_t> found;
+  DIR* dir = ::opendir("/proc");
+  if (dir == nullptr) return found;
+  const pid_t self = ::getpid();
+  const uid_t uid = ::getuid();
+  const int dfd = ::dirfd(dir);
+  std::string buffer;
+  while (const dirent* e = ::readdir(dir)) {
+    auto pid = pid_of(e->d_name);
+    if (!pid || *pid == self) continue;
+    struct stat st {};
+    if (::fstatat(dfd, e->d_name, &st, 0) != 0 || st.st_uid != uid) continue;
+    auto info = read_stat(*pid);
+    if (!info || info->state == 'Z' || info->start_time < not_before) continue;
+    if (info->pgrp == pgrp || environ_has(*pid, marker, false, buffer)) found.push_back(*pid);
+  }
+  ::closedir(dir);
+  return found;
+}
+
 std::size_t open_fd_count() {
   std::size_t n = 0;
   DIR* dir = ::opendir("/proc/self/fd");

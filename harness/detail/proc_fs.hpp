@@ -38,6 +38,13 @@ bool environ_has(pid_t pid, std::string_view entry, bool prefix, std::string& bu
 // Pids (other than our own) owned by our uid whose environment holds `entry`.
 std::vector<pid_t> find_by_environ(std::string_view entry, bool prefix = false);
 
+// The tree of a harness child: pids (other than our own) owned by our uid that are in
+// process group `pgrp` or whose environment holds `marker` exactly. Zombies are left
+// out (they are dead already), and so are processes that started before `not_before`
+// (the leader's start time, in clock ticks since boot): no descendant is older than
+// its ancestor, and skipping them saves reading most environments.
+std::vector<pid_t> find_tree(std::string_view marker, pid_t pgrp, std::uint64_t not_before = 0);
+
 // Number of open fds of this process.
 std::size_t open_fd_count();
 

@@ -23,13 +23,20 @@ int main(int argc, char** argv) {
   const std::string fixture = argv[1];
   std::vector<harness::process> trees;
   // A plain server, a server with children in and out of its group (and ignoring
-  // SIGTERM), and a `sh -c 'srv & wait'` tree.
+  // SIGTERM), a `sh -c 'srv & wait'` tree, and a child without the marker.
   trees.push_back(harness::process::spawn({.argv = {fixture, "--port=0"}}));
   trees.push_back(harness::process::spawn(
       {.argv = {fixture, "--port=0", "--fork-child", "--fork-setsid", "--fork-daemon",
                 "--child-ignores-sigterm", "--ignore-sigterm"}}));
   trees.push_back(harness::process::spawn(
       {.argv = {"/bin/sh", "-c", "\"$0\" --port=0 --fork-setsid & wait", fixture}}));
+  // A child that dropped the marker (env -i): only PDEATHSIG can take it down.
+  trees.push_back(harness::process::spawn(
+      {.argv = {"env", "-i", fixture, "--port=0", "--announce-line=up"}}));
+  if (!trees.back().output().wait_for_line("^up$", 10s)) {
+    std::cerr << "the unmarked child did not start\n";
+    return 1;
+  }
 
   std::cout << "TOKEN " << harness::detail::io_thread::get().runner_token() << "\n";
   for (const auto& t : trees) std::cout << "PID " << t.pid() << "\n";
