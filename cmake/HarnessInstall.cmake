@@ -3,7 +3,8 @@
 # Included from the top-level CMakeLists.txt after every target is defined (only when
 # HARNESS_INSTALL is ON). It installs and exports whatever exists of:
 #   harness_core  -> harness::core     harness_child -> harness::child
-#   harness_gtest -> harness::gtest    harness (CLI) -> installed to bin/, exported too
+#   harness_gtest -> harness::gtest    harness_gtest_main -> harness::gtest_main
+#   harness (CLI) -> installed to bin/, exported too
 # Consumers then write:
 #   find_package(harness 0.1 REQUIRED)            # or: COMPONENTS core gtest
 #   target_link_libraries(my_tests PRIVATE harness::gtest)
@@ -31,6 +32,9 @@ set(HARNESS_INSTALLED_COMPONENTS core child)
 if(TARGET harness_gtest)
   list(APPEND _harness_targets harness_gtest)
   list(APPEND HARNESS_INSTALLED_COMPONENTS gtest)
+endif()
+if(TARGET harness_gtest_main)
+  list(APPEND _harness_targets harness_gtest_main)
 endif()
 
 install(TARGETS ${_harness_targets}

@@ -1,0 +1,200 @@
+#include "harness/gtest/listener.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "harness/respawn.hpp"
+
+namespace harness::gtest {
+namespace {
+
+// What the listener knows about the running test. One per process; the listener and
+// note_session() share it.
+struct test_state {
+  std::mutex m;
+  listener* installed = nullptr;
+  bool in_test = false;
+  std::thread::id test_thread{};
+  std::vector<session_info> seen;  // in the order first seen
+};
+
+test_state& state() {
+  static auto* s = new test_state();  // outlives static destructors (sessions in statics)
+  return *s;
+}
+
+// Two snapshots are of one server when name and endpoint agree (a restart keeps both;
+// the pid changes).
+bool same_server(const session_info& a, const session_info& b) {
+  return a.name == b.name && a.endpoint == b.endpoint;
+}
+
+// Merges newer snapshots into `seen`; must hold state().m.
+void merge(std::vector<session_info>& seen, std::vector<session_info> fresh) {
+  for (auto& f : fresh) {
+    auto it = std::find_if(seen.begin(), seen.end(), [&](const session_info& s) { return same_server(s, f); });
+    if (it != seen.end()) {
+      *it = std::move(f);
+    } else {
+      seen.push_back(std::move(f));
+    }
+  }
+}
+
+// Snapshots every live session, if a test is running and this is its thread.
+void observe_live() {
+  auto& st = state();
+  {
+    std::lock_guard lock(st.m);
+    if (!st.in_test || st.test_thread != std::this_thread::get_id()) return;
+  }
+  auto live = live_sessions();  // outside the lock: it reads every session's state
+  std::lock_guard lock(st.m);
+  if (st.in_test) merge(st.seen, std::move(live));
+}
+
+std::string plural(std::size_t n, const char* one, const char* many) {
+  return std::to_string(n) + " " + (n == 1 ? one : many);
+}
+
+constexpr const char* tag = "[ HARNESS  ] ";
+
+}  // namespace
+
+listener::listener(listener_options options) : options_(options) {}
+
+void listener::OnTestStart(const ::testing::TestInfo&) {
+  auto& st = state();
+  {
+    std::lock_guard lock(st.m);
+    st.seen.clear();
+    st.in_test = true;
+    st.test_thread = std::this_thread::get_id();
+  }
+  observe_live();
+}
+
+void listener::OnTestPartResult(const ::testing::TestPartResult& result) {
+  // Snapshot at the moment of failure: the server's state then is what explains it.
+  if (result.failed()) observe_live();
+}
+
+void listener::OnTestEnd(const ::testing::TestInfo& test) {
+  observe_live();
+  std::vector<session_info> seen;
+  {
+    auto& st = state();
+    std::lock_guard lock(st.m);
+    seen = std::move(st.seen);
+    st.seen.clear();
+    st.in_test = false;
+  }
+  if (options_.record_properties) {
+    // Still attributed to this test's <testcase>: gtest clears the current test only
+    // after the test-end event.
+    for (const auto& [key, value] : test_properties(seen)) ::testing::Test::RecordProperty(key, value);
+  }
+  if (options_.print_on_failure && test.result() != nullptr && test.result()->Failed()) {
+    const auto text = format_report(std::string(test.test_suite_name()) + "." + test.name(), seen,
+                                    options_.stderr_lines);
+    if (!text.empty()) {
+      std::fputs(text.c_str(), stdout);
+      std::fflush(stdout);
+    }
+  }
+}
+
+listener& install_listener(listener_options options) {
+  auto& st = state();
+  std::lock_guard lock(st.m);
+  if (st.installed == nullptr) {
+    st.installed = new listener(options);
+    ::testing::UnitTest::GetInstance()->listeners().Append(st.installed);  // takes ownership
+  }
+  return *st.installed;
+}
+
+void note_session(const harness::session& s) {
+  if (!s.valid()) return;
+  auto& st = state();
+  {
+    std::lock_guard lock(st.m);
+    if (st.installed == nullptr || !st.in_test) return;
+  }
+  auto info = snapshot(s);
+  std::lock_guard lock(st.m);
+  if (st.in_test) merge(st.seen, {std::move(info)});
+}
+
+session_info snapshot(const harness::session& s) {
+  session_info info;
+  if (!s.valid()) return info;
+  info.name = s.name();
+  info.command = s.command_line();
+  info.mode = s.mode();
+  info.endpoint = s.endpoint();
+  info.port = s.port();
+  info.pid = s.pid();
+  info.running = s.running();
+  info.status = s.status();
+  info.attempts = s.attempts();
+  info.ready_time = s.ready_time();
+  info.stderr_tail = s.output().tail_lines(stream::err, 20);
+  info.log = s.log_path();
+  info.summary = s.summary();
+  return info;
+}
+
+std::vector<std::pair<std::string, std::string>> test_properties(const std::vector<session_info>& servers) {
+  std::vector<std::pair<std::string, std::string>> out;
+  std::map<std::string, int> uses;
+  for (const auto& s : servers) {
+    std::string prefix = "harness.";
+    if (servers.size() > 1) {
+      const std::string name = s.name.empty() ? "server" : s.name;
+      const int n = ++uses[name];
+      prefix += name + (n > 1 ? "#" + std::to_string(n) : std::string()) + ".";
+    }
+    out.emplace_back(prefix + "port", std::to_string(s.port));
+    out.emplace_back(prefix + "attempts", std::to_string(s.attempts.size()));
+    out.emplace_back(prefix + "ready_ms", std::to_string(s.ready_time.count()));
+    out.emplace_back(prefix + "log", s.log.string());
+  }
+  return out;
+}
+
+std::string format_report(const std::string& test_name, const std::vector<session_info>& servers,
+                          std::size_t stderr_lines) {
+  if (servers.empty()) return {};
+  std::string out = std::string(tag) + test_name + " failed; " +
+                    plural(servers.size(), "server was", "servers were") + " live during the test:\n";
+  for (std::size_t i = 0; i < servers.size(); ++i) {
+    const auto& s = servers[i];
+    const std::string state =
+        s.running ? std::string("running") : (s.status ? s.status->str() : std::string("not running"));
+    out += std::string(tag) + std::to_string(i + 1) + ". " + (s.name.empty() ? "server" : s.name) + " (" +
+           state + ")\n";
+    out += "      command:  " + s.command + "\n";
+    out += "      endpoint: " + s.endpoint + " (" + to_string(s.mode) + " mode), pid " + std::to_string(s.pid) +
+           "\n";
+    out += "      ready:    in " + std::to_string(s.ready_time.count()) + " ms, " +
+           plural(s.attempts.size(), "attempt", "attempts") + "\n";
+    out += format_attempts(s.attempts, "        ");
+    const std::size_t n = std::min(stderr_lines, s.stderr_tail.size());
+    if (n == 0) {
+      out += "      stderr:   (nothing)\n";
+    } else {
+      out += "      stderr:   last " + plural(n, "line", "lines") + "\n";
+      for (std::size_t k = s.stderr_tail.size() - n; k < s.stderr_tail.size(); ++k) {
+        out += "        | " + s.stderr_tail[k] + "\n";
+      }
+    }
+    out += "      log:      " + (s.log.empty() ? std::string("(none)") : s.log.string()) + "\n";
+  }
+  return out;
+}
+
+}  // namespace harness::gtest
