@@ -18,11 +18,13 @@
 namespace harness::detail {
 
 namespace {
+// The runner's program name, in full (/proc/self/comm stops at 15 characters).
 std::string runner_name() {
-  std::ifstream in("/proc/self/comm");
-  std::string name;
-  std::getline(in, name);
-  return name;
+  std::ifstream in("/proc/self/cmdline");
+  std::string argv0;
+  std::getline(in, argv0, '\0');
+  const auto slash = argv0.rfind('/');
+  return slash == std::string::npos ? argv0 : argv0.substr(slash + 1);
 }
 }  // namespace
 
