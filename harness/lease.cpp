@@ -123,10 +123,11 @@ void write_record(int fd, std::string_view note) {
                      "\nnote=";
   for (char c : note) text.push_back(c == '\n' ? ' ' : c);
   text.push_back('\n');
-  // Only the lock holder writes, so truncate-and-write is safe; a reader may see a
-  // short file while we write, which it reports as "unknown".
-  if (::ftruncate(fd, 0) == 0) {
-    ssize_t ignored = ::pwrite(fd, text.data(), text.size(), 0);
+  // Only the lock holder writes. Write first, then cut the file to the new length:
+  // truncating to zero first would make ext4 flush the file's data on every lease.
+  // A reader may see a mix while we write; it reports what does not parse as unknown.
+  if (::pwrite(fd, text.data(), text.size(), 0) == static_cast<ssize_t>(text.size())) {
+    int ignored = ::ftruncate(fd, static_cast<off_t>(text.size()));
     (void)ignored;
   }
 }

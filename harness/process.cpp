@@ -49,7 +49,8 @@ struct process_state {
   std::string id;
   std::string command;
   pid_t pid = -1;
-  std::uint64_t start_time = 0;  // of the child, clock ticks since boot (0: unknown)
+  // Where the child's descendants can be (see procfs::find_tree).
+  detail::procfs::tree_scope scope;
   int pidfd = -1;  // -1 when the kernel has no pidfd
   std::shared_ptr<output_state> out;
 
@@ -467,11 +468,14 @@ result<process> process::try_spawn(process_options options) {
   // Fork on the harness thread, and hook the child up to it there as well.
   auto spawned = io.run([&]() -> result<pid_t> {
     ensure_reaper(io.runner_token());
+    const std::uint64_t forks_before = procfs::fork_count().value_or(0);
     auto pid = spawn_child(req);
     if (!pid) return pid;
     s.pid = *pid;
     s.pidfd = pidfd::open(s.pid);
-    if (auto st = procfs::read_stat(s.pid)) s.start_time = st->start_time;
+    s.scope.leader = s.pid;
+    s.scope.forks_before = forks_before;
+    if (auto st = procfs::read_stat(s.pid)) s.scope.start_time = st->start_time;
     auto& ctx = io.context();
     s.pipes[0] = std::make_unique<asio::readable_pipe>(ctx, out_r.release());
     s.pipes[1] = std::make_unique<asio::readable_pipe>(ctx, err_r.release());
@@ -582,6 +586,17 @@ result<void> process::signal_group(int sig) const {
   return {};
 }
 
+std::vector<int> process::tree() const {
+  if (!state_) return {};
+  {
+    std::lock_guard lock(state_->m);
+    if (state_->reaped) return {};
+  }
+  std::vector<int> pids = detail::procfs::find_tree("HARNESS_SESSION=" + state_->id, state_->scope);
+  pids.insert(pids.begin(), state_->pid);
+  return pids;
+}
+
 harness::output process::output() const {
   if (!state_) {
     static const auto empty = std::make_shared<detail::output_state>(output_options{});
@@ -613,11 +628,11 @@ void close_members(std::vector<member>& ms) {
 
 // Every live process of our uid in the child's process group or carrying its marker
 // (descendants that left the group), except the child itself.
-std::vector<member> collect_marked(const std::string& entry, pid_t leader, std::uint64_t not_before) {
+std::vector<member> collect_marked(const std::string& entry, const detail::procfs::tree_scope& scope) {
+  const pid_t leader = scope.leader;
   std::vector<member> out;
   std::string buffer;
-  for (pid_t pid : detail::procfs::find_tree(entry, leader, not_before)) {
-    if (pid == leader) continue;
+  for (pid_t pid : detail::procfs::find_tree(entry, scope)) {
     int fd = detail::pidfd::open(pid);
     if (fd >= 0) {
       // Holding a pidfd now: make sure it is still a member of the tree we saw (the pid
@@ -706,7 +721,7 @@ exit_status process::stop(const stop_policy& policy) {
   const auto started = clock::now();
 
   // 1. The first signal to the whole tree, then up to `grace` for it to exit.
-  auto members = collect_marked(marker, s.pid, s.start_time);
+  auto members = collect_marked(marker, s.scope);
   bool clean = leader_exited(s) && members.empty();
   bool escalated = false;
   if (!clean) {
@@ -723,7 +738,7 @@ exit_status process::stop(const stop_policy& policy) {
   }
   close_members(members);
   for (int pass = 0; pass < 100 && clock::now() < kill_deadline; ++pass) {
-    auto stragglers = collect_marked(marker, s.pid, s.start_time);
+    auto stragglers = collect_marked(marker, s.scope);
     if (stragglers.empty()) break;
     escalated = true;
     signal_tree(s, stragglers, SIGKILL);

@@ -158,6 +158,11 @@ class process {
   // The child's output (tails, log file, waits). Valid while this object lives.
   [[nodiscard]] harness::output output() const;
 
+  // The child's pid followed by every live descendant found in /proc: members of its
+  // process group and processes carrying its marker. Empty once stopped. Costs one
+  // walk of /proc (fractions of a millisecond).
+  [[nodiscard]] std::vector<int> tree() const;
+
  private:
   explicit process(std::shared_ptr<detail::process_state> state) noexcept;
   std::shared_ptr<detail::process_state> state_;

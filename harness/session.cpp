@@ -544,8 +544,6 @@ start_outcome session_state::start_once(std::uint16_t use_port) {
   }
   proc = std::move(*spawned);
   const std::string marker = "HARNESS_SESSION=" + proc.session_id();
-  const auto leader_stat = procfs::read_stat(proc.pid());
-  const std::uint64_t leader_start = leader_stat ? leader_stat->start_time : 0;
 
   // --- wait for readiness ---------------------------------------------------------
   const auto deadline = t0 + timeouts::scaled(spec.ready.timeout);
@@ -635,13 +633,13 @@ start_outcome session_state::start_once(std::uint16_t use_port) {
     // A port-in-use line while the server still runs: a server may report a failed
     // bind it can live with (another address family, an optional address) or retry
     // it. It is a collision when somebody else's listener holds our port.
-    auto our_tree = [&] {
-      std::vector<pid_t> tree = procfs::find_tree(marker, proc.pid(), leader_start);
-      tree.push_back(proc.pid());
-      return tree;
+    // Who listens on our port: the server itself in the common case, else anyone in
+    // its tree (a worker, a child that execs the real server).
+    auto owner = [&] {
+      auto o = procnet::listener_owner(use_port, {proc.pid()});
+      return o == procnet::ownership::foreign ? procnet::listener_owner(use_port, proc.tree()) : o;
     };
-    if (mode == port_mode::lease && collision_hint &&
-        procnet::listener_owner(use_port, our_tree()) == procnet::ownership::foreign) {
+    if (mode == port_mode::lease && collision_hint && owner() == procnet::ownership::foreign) {
       return collide(*collision_hint + "; " + procnet::describe_holders(use_port));
     }
 
@@ -723,7 +721,7 @@ start_outcome session_state::start_once(std::uint16_t use_port) {
 
     if (all && mode == port_mode::lease) {
       // The probe passed; make sure it is our server that answered on the port.
-      switch (procnet::listener_owner(use_port, our_tree())) {
+      switch (owner()) {
         case procnet::ownership::ours:
           break;
         case procnet::ownership::foreign:
@@ -746,8 +744,7 @@ start_outcome session_state::start_once(std::uint16_t use_port) {
       if (mode == port_mode::lease && collision_hint) {
         return collide("not ready in time after: " + *collision_hint);
       }
-      if (mode == port_mode::lease &&
-          procnet::listener_owner(use_port, our_tree()) == procnet::ownership::foreign) {
+      if (mode == port_mode::lease && owner() == procnet::ownership::foreign) {
         return collide("not ready in time while " + procnet::describe_holders(use_port));
       }
       return fail(errc::ready_timeout,

@@ -128,8 +128,65 @@ std::vector<pid_t> find_by_environ(std::string_view entry, bool prefix) {
   return found;
 }
 
-std::vector<pid_t> find_tree(std::string_view marker, pid_t pgrp, std::uint64_t not_before) {
+std::optional<std::uint64_t> fork_count() {
+  std::string text;
+  if (!read_file("/proc/stat", text, 1 << 16)) return std::nullopt;
+  const auto at = text.find("\nprocesses ");
+  if (at == std::string::npos) return std::nullopt;
+  std::uint64_t n = 0;
+  const char* begin = text.data() + at + 11;
+  auto r = std::from_chars(begin, text.data() + text.size(), n);
+  if (r.ec != std::errc()) return std::nullopt;
+  return n;
+}
+
+namespace {
+
+// pid_max, and from /proc/loadavg the number of tasks and the last pid handed out.
+struct pid_space {
+  long pid_max = 0;
+  long tasks = 0;
+  long last_pid = 0;
+};
+
+std::optional<pid_space> read_pid_space() {
+  pid_space p;
+  std::string text;
+  if (!read_file("/proc/sys/kernel/pid_max", text, 64)) return std::nullopt;
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  if (!parse_num(std::string_view(text), p.pid_max)) return std::nullopt;
+  if (!read_file("/proc/loadavg", text, 256)) return std::nullopt;
+  // "0.12 0.34 0.56 2/345 67890"
+  const auto slash = text.find('/');
+  if (slash == std::string::npos) return std::nullopt;
+  const auto space = text.find(' ', slash);
+  if (space == std::string::npos) return std::nullopt;
+  std::string_view tasks(text.data() + slash + 1, space - slash - 1);
+  std::string_view last(text.data() + space + 1, text.size() - space - 1);
+  while (!last.empty() && (last.back() == '\n' || last.back() == ' ')) last.remove_suffix(1);
+  if (!parse_num(tasks, p.tasks) || !parse_num(last, p.last_pid)) return std::nullopt;
+  return p;
+}
+
+// True when no pid at or below the leader's can have been handed out since it was
+// forked. A wrap takes at least pid_max - 300 - (pids in use) allocations (pids in
+// use are skipped); fewer forks than that since the leader, and the counter not near
+// pid_max, rule it out. Margins cover tasks that come and go while we look.
+bool pids_above_leader_only(const tree_scope& scope) {
+  if (scope.forks_before == 0 || scope.leader <= 0) return false;
+  auto forks = fork_count();
+  auto space = read_pid_space();
+  if (!forks || !space || *forks < scope.forks_before) return false;
+  const auto since = static_cast<long>(*forks - scope.forks_before);
+  return space->last_pid >= scope.leader && space->last_pid + 1000 < space->pid_max &&
+         since + space->tasks + 1300 < space->pid_max;
+}
+
+}  // namespace
+
+std::vector<pid_t> find_tree(std::string_view marker, const tree_scope& scope, bool full_scan) {
   std::vector<pid_t> found;
+  const bool above_only = !full_scan && pids_above_leader_only(scope);
   DIR* dir = ::opendir("/proc");
   if (dir == nullptr) return found;
   const pid_t self = ::getpid();
@@ -138,12 +195,13 @@ std::vector<pid_t> find_tree(std::string_view marker, pid_t pgrp, std::uint64_t 
   std::string buffer;
   while (const dirent* e = ::readdir(dir)) {
     auto pid = pid_of(e->d_name);
-    if (!pid || *pid == self) continue;
+    if (!pid || *pid == self || *pid == scope.leader) continue;
+    if (above_only && *pid < scope.leader) continue;
     struct stat st {};
     if (::fstatat(dfd, e->d_name, &st, 0) != 0 || st.st_uid != uid) continue;
     auto info = read_stat(*pid);
-    if (!info || info->state == 'Z' || info->start_time < not_before) continue;
-    if (info->pgrp == pgrp || environ_has(*pid, marker, false, buffer)) found.push_back(*pid);
+    if (!info || info->state == 'Z' || info->start_time < scope.start_time) continue;
+    if (info->pgrp == scope.leader || environ_has(*pid, marker, false, buffer)) found.push_back(*pid);
   }
   ::closedir(dir);
   return found;

@@ -1,11 +1,18 @@
 #include "harness/detail/proc_net.hpp"
 
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <netinet/in.h>
 #include <pwd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <charconv>
+#include <optional>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -97,13 +104,89 @@ std::vector<tcp_socket> parse_tcp_table(std::string_view text) {
   return out;
 }
 
-std::vector<std::uint64_t> listening_inodes(std::uint16_t port) {
-  std::vector<std::uint64_t> out;
+namespace {
+
+struct listener {
+  std::uint64_t inode = 0;
+  unsigned uid = 0;
+};
+
+// Listening TCP sockets on `port` from the kernel's sock_diag netlink interface: the
+// kernel filters by state, so the cost does not grow with the thousands of
+// established and TIME_WAIT sockets a busy test machine has. nullopt when netlink is
+// not available (then /proc/net/tcp is read instead).
+std::optional<std::vector<listener>> listeners_by_netlink(std::uint16_t port) {
+  const int fd = ::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+  if (fd < 0) return std::nullopt;
+  constexpr unsigned tcp_listen = 10;  // TCP_LISTEN in the kernel's state numbering
+  std::vector<listener> out;
+  bool ok = true;
+  for (const int family : {AF_INET, AF_INET6}) {
+    struct {
+      nlmsghdr nlh;
+      inet_diag_req_v2 req;
+    } msg{};
+    msg.nlh.nlmsg_len = sizeof msg;
+    msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+    msg.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    msg.req.sdiag_family = static_cast<std::uint8_t>(family);
+    msg.req.sdiag_protocol = IPPROTO_TCP;
+    msg.req.idiag_states = 1u << tcp_listen;
+    if (::send(fd, &msg, sizeof msg, 0) < 0) {
+      ok = false;
+      break;
+    }
+    alignas(nlmsghdr) char buf[16384];
+    for (bool done = false; !done;) {
+      const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) {
+        ok = false;
+        break;
+      }
+      int len = static_cast<int>(n);
+      for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
+        if (h->nlmsg_type == NLMSG_DONE) {
+          done = true;
+          break;
+        }
+        if (h->nlmsg_type == NLMSG_ERROR) {
+          ok = false;
+          done = true;
+          break;
+        }
+        const auto* d = static_cast<const inet_diag_msg*>(NLMSG_DATA(h));
+        if (ntohs(d->id.idiag_sport) == port && d->idiag_inode != 0) {
+          out.push_back({d->idiag_inode, d->idiag_uid});
+        }
+      }
+    }
+    if (!ok) break;
+  }
+  ::close(fd);
+  if (!ok) return std::nullopt;
+  return out;
+}
+
+std::vector<listener> listeners_by_procfs(std::uint16_t port) {
+  std::vector<listener> out;
   for (const char* table : {"/proc/net/tcp", "/proc/net/tcp6"}) {
     for (const auto& s : parse_tcp_table(slurp(table))) {
-      if (s.local_port == port && s.state == 0x0A && s.inode != 0) out.push_back(s.inode);
+      if (s.local_port == port && s.state == 0x0A && s.inode != 0) out.push_back({s.inode, s.uid});
     }
   }
+  return out;
+}
+
+std::vector<listener> listeners(std::uint16_t port) {
+  if (auto l = listeners_by_netlink(port)) return std::move(*l);
+  return listeners_by_procfs(port);
+}
+
+}  // namespace
+
+std::vector<std::uint64_t> listening_inodes(std::uint16_t port) {
+  std::vector<std::uint64_t> out;
+  for (const auto& l : listeners(port)) out.push_back(l.inode);
   return out;
 }
 
@@ -130,13 +213,9 @@ std::vector<std::uint64_t> socket_inodes(pid_t pid) {
 std::vector<holder> listening_holders(std::uint16_t port, std::vector<unsigned>* listener_uids) {
   std::vector<holder> out;
   std::vector<std::uint64_t> inodes;
-  for (const char* table : {"/proc/net/tcp", "/proc/net/tcp6"}) {
-    for (const auto& s : parse_tcp_table(slurp(table))) {
-      if (s.local_port == port && s.state == 0x0A && s.inode != 0) {
-        inodes.push_back(s.inode);
-        if (listener_uids != nullptr) listener_uids->push_back(s.uid);
-      }
-    }
+  for (const auto& l : listeners(port)) {
+    inodes.push_back(l.inode);
+    if (listener_uids != nullptr) listener_uids->push_back(l.uid);
   }
   if (inodes.empty()) return out;
   for (pid_t pid : all_pids()) {
