@@ -22,20 +22,18 @@
 //                          ..._default_pool: the shared default pool and state dir
 //   memory/live_sessions   RSS and fd delta of this process per live session (a warm-up
 //                          round of N sessions first, then N measured)
-//   cost/*                 the pieces of lease mode that profiling showed to be
-//                          expensive, next to the cheaper way proposed for each (see
-//                          bench/RESULTS.md): reading /proc/net/tcp{,6} vs a
-//                          NETLINK_SOCK_DIAG query for listeners only; the /proc environ
-//                          scan and a bare /proc/<pid>/stat scan; the lease record write (truncate-then-write vs
-//                          write-then-truncate, then close, on the state dir's filesystem)
+//   cost/*                 the pieces profiling showed to be expensive, next to the
+//                          way the core does them now (see bench/RESULTS.md): reading
+//                          /proc/net/tcp{,6} vs the NETLINK_SOCK_DIAG query for
+//                          listeners only; the tree walk of stop() with and without the
+//                          pid shortcut, a /proc environ scan and a bare stat scan; the
+//                          lease record write (truncate-then-write vs write-then-truncate,
+//                          then close, on the state dir's filesystem)
 //
 // With --samples-dir, every per-iteration sample (microseconds) is written to
 // DIR/<series>.csv, one value per line, for percentiles and plots.
 #include <arpa/inet.h>
 #include <benchmark/benchmark.h>
-#include <linux/inet_diag.h>
-#include <linux/netlink.h>
-#include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -44,9 +42,11 @@
 
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <numeric>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -389,76 +389,70 @@ struct own_listener {
   }
 };
 
-// What the core does today to find the listener of a port: read and parse
-// /proc/net/tcp and /proc/net/tcp6 (procnet::listening_inodes).
+// The /proc way to find the listener of a port (the core's fallback when netlink is
+// not available): read and parse /proc/net/tcp and /proc/net/tcp6.
+std::vector<std::uint64_t> proc_net_listening_inodes(std::uint16_t port) {
+  std::vector<std::uint64_t> out;
+  for (const char* table : {"/proc/net/tcp", "/proc/net/tcp6"}) {
+    std::ifstream in(table);
+    std::stringstream text;
+    text << in.rdbuf();
+    for (const auto& s : harness::detail::procnet::parse_tcp_table(text.str())) {
+      if (s.local_port == port && s.state == 0x0A && s.inode != 0) out.push_back(s.inode);
+    }
+  }
+  return out;
+}
+
 void bm_cost_proc_net_tcp(benchmark::State& state) {
   own_listener l;
   for (auto _ : state) {
-    auto inodes = harness::detail::procnet::listening_inodes(l.port);
+    auto inodes = proc_net_listening_inodes(l.port);
     if (inodes.empty()) {
-      state.SkipWithError("listening_inodes found nothing");
+      state.SkipWithError("/proc/net/tcp has no listener");
       break;
     }
     benchmark::DoNotOptimize(inodes);
   }
 }
 
-// The proposed replacement: NETLINK_SOCK_DIAG (what `ss -ltn` uses) asking for sockets
-// in state LISTEN only, for AF_INET and AF_INET6. With a LISTEN-only state mask the
-// kernel walks the listening hash only, not the whole established hash table that
-// /proc/net/tcp walks (262144 buckets on this machine, see net.ipv4.tcp_ehash_entries).
-std::vector<std::uint64_t> sock_diag_listening_inodes(std::uint16_t port) {
-  std::vector<std::uint64_t> out;
-  const int fd = ::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-  if (fd < 0) return out;
-  constexpr unsigned tcp_listen = 10;  // TCP_LISTEN in the kernel's state numbering
-  for (const int family : {AF_INET, AF_INET6}) {
-    struct {
-      nlmsghdr nlh;
-      inet_diag_req_v2 req;
-    } msg{};
-    msg.nlh.nlmsg_len = sizeof msg;
-    msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-    msg.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-    msg.req.sdiag_family = static_cast<std::uint8_t>(family);
-    msg.req.sdiag_protocol = IPPROTO_TCP;
-    msg.req.idiag_states = 1u << tcp_listen;
-    if (::send(fd, &msg, sizeof msg, 0) < 0) break;
-    alignas(nlmsghdr) char buf[16384];
-    bool done = false;
-    while (!done) {
-      const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-      if (n <= 0) break;
-      int len = static_cast<int>(n);
-      for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
-        if (h->nlmsg_type == NLMSG_DONE || h->nlmsg_type == NLMSG_ERROR) {
-          done = true;
-          break;
-        }
-        const auto* d = static_cast<const inet_diag_msg*>(NLMSG_DATA(h));
-        if (ntohs(d->id.idiag_sport) == port) out.push_back(d->idiag_inode);
-      }
-    }
-  }
-  ::close(fd);
-  return out;
-}
-
+// What the core uses: NETLINK_SOCK_DIAG (what `ss -ltn` uses) asking for sockets in
+// state LISTEN only, so the kernel walks the listening hash only, not the whole
+// established hash table that /proc/net/tcp walks (procnet::listening_inodes).
 void bm_cost_sock_diag(benchmark::State& state) {
   own_listener l;
-  const auto expected = harness::detail::procnet::listening_inodes(l.port);
-  if (sock_diag_listening_inodes(l.port) != expected) {
+  if (harness::detail::procnet::listening_inodes(l.port) != proc_net_listening_inodes(l.port)) {
     state.SkipWithError("sock_diag and /proc/net/tcp disagree");
     return;
   }
   for (auto _ : state) {
-    auto inodes = sock_diag_listening_inodes(l.port);
+    auto inodes = harness::detail::procnet::listening_inodes(l.port);
     if (inodes.empty()) {
       state.SkipWithError("sock_diag found nothing");
       break;
     }
     benchmark::DoNotOptimize(inodes);
   }
+}
+
+// The tree walk of process::stop() (collect_marked, twice per stop): with the pid
+// shortcut (only pids above the server's are read) and as a full walk of /proc.
+void bm_cost_tree_walk(benchmark::State& state, bool full) {
+  const auto forks_before = harness::detail::procfs::fork_count().value_or(0);
+  auto child = harness::process::try_spawn(
+      {.argv = {bench::fixture_server(), "--port=0", "--serve=none"}, .output = {.log_file = false}});
+  if (!child) {
+    state.SkipWithError("cannot start the fixture");
+    return;
+  }
+  const auto st = harness::detail::procfs::read_stat(child->pid());
+  const harness::detail::procfs::tree_scope scope{child->pid(), st ? st->start_time : 0, forks_before};
+  const std::string marker = "HARNESS_SESSION=" + child->session_id();
+  for (auto _ : state) {
+    auto found = harness::detail::procfs::find_tree(marker, scope, full);
+    benchmark::DoNotOptimize(found);
+  }
+  child->stop();
 }
 
 // procfs::find_by_environ: what our_tree() (lease-mode readiness) and stop() (twice,
@@ -632,6 +626,10 @@ int main(int argc, char** argv) {
       ->Unit(benchmark::kMicrosecond)->Iterations(cost_iters)->Repetitions(opts.reps);
   benchmark::RegisterBenchmark("cost/proc_environ_scan", bm_cost_environ_scan)
       ->Unit(benchmark::kMicrosecond)->Iterations(cost_iters)->Repetitions(opts.reps);
+  benchmark::RegisterBenchmark("cost/tree_walk_young_pids", bm_cost_tree_walk, false)
+      ->Unit(benchmark::kMicrosecond);
+  benchmark::RegisterBenchmark("cost/tree_walk_full", bm_cost_tree_walk, true)
+      ->Unit(benchmark::kMicrosecond);
   benchmark::RegisterBenchmark("cost/proc_stat_scan", bm_cost_stat_scan)
       ->Unit(benchmark::kMicrosecond)->Iterations(cost_iters)->Repetitions(opts.reps);
   benchmark::RegisterBenchmark("cost/lease_record_truncate_then_write",

@@ -265,14 +265,17 @@ def main():
         P("| piece | µs per call | what it is |")
         P("|---|---|---|")
         desc = {
-            "cost/listeners_proc_net_tcp": "today: `procnet::listening_inodes()` reads and parses /proc/net/tcp and /proc/net/tcp6 (once per lease-mode ready check)",
-            "cost/listeners_sock_diag": "proposed: NETLINK_SOCK_DIAG dump of LISTEN sockets only (AF_INET + AF_INET6), same answer",
+            "cost/listeners_proc_net_tcp": "the /proc fallback: read and parse /proc/net/tcp and /proc/net/tcp6 (what the core did before)",
+            "cost/listeners_sock_diag": "what the core uses: `procnet::listening_inodes()`, a NETLINK_SOCK_DIAG dump of LISTEN sockets only (AF_INET + AF_INET6), same answer",
+            "cost/tree_walk_young_pids": "`procfs::find_tree()` as `process::stop()` runs it (twice per stop): only pids above the server's",
+            "cost/tree_walk_full": "`procfs::find_tree()` without the pid shortcut: every process of our uid",
             "cost/proc_environ_scan": "`procfs::find_by_environ()`: read /proc/<pid>/environ of every process of our uid",
             "cost/proc_stat_scan": "the floor of any full /proc scan: readdir + fstatat + read /proc/<pid>/stat of every process (what `find_tree()` does first)",
-            "cost/lease_record_truncate_then_write": "today: lease.cpp `write_record()`: ftruncate(0) + pwrite, then close (twice per lease-mode session: acquire + set_note)",
-            "cost/lease_record_write_then_truncate": "proposed: pwrite + ftruncate(size), then close",
+            "cost/lease_record_truncate_then_write": "before: ftruncate(0) + pwrite, then close",
+            "cost/lease_record_write_then_truncate": "lease.cpp `write_record()` now: pwrite + ftruncate(size), then close (twice per lease-mode session: acquire + set_note)",
         }
-        for k in ["cost/listeners_proc_net_tcp", "cost/listeners_sock_diag", "cost/proc_environ_scan", "cost/proc_stat_scan",
+        for k in ["cost/listeners_proc_net_tcp", "cost/listeners_sock_diag", "cost/tree_walk_young_pids",
+                  "cost/tree_walk_full", "cost/proc_environ_scan", "cost/proc_stat_scan",
                   "cost/lease_record_truncate_then_write", "cost/lease_record_write_then_truncate"]:
             if k in cost:
                 P(f"| `{k}` | {fmt(median(cost[k]), 1)} | {desc[k]} |")

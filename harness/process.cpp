@@ -21,6 +21,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "harness/detail/io_thread.hpp"
+#include "harness/detail/log_prune.hpp"
 #include "harness/detail/output_state.hpp"
 #include "harness/detail/pidfd.hpp"
 #include "harness/detail/private_dir.hpp"
@@ -366,18 +367,23 @@ std::string sanitize(std::string_view name) {
 }
 
 result<std::filesystem::path> log_directory(const output_options& o) {
+  std::filesystem::path dir;
   if (!o.log_dir.empty() ||
       (std::getenv("HARNESS_LOG_DIR") != nullptr && *std::getenv("HARNESS_LOG_DIR") != '\0')) {
-    std::filesystem::path dir = !o.log_dir.empty() ? o.log_dir : std::getenv("HARNESS_LOG_DIR");
+    dir = !o.log_dir.empty() ? o.log_dir : std::getenv("HARNESS_LOG_DIR");
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
     if (!std::filesystem::is_directory(dir, ec)) {
       return make_failure(errc::invalid_argument,
                           "log directory " + dir.string() + " cannot be created");
     }
-    return dir;
+  } else {
+    auto d = state_subdir("logs");
+    if (!d) return d;
+    dir = *d;
   }
-  return state_subdir("logs");
+  prune_logs_in_background(dir);
+  return dir;
 }
 
 std::string now_text() {

@@ -150,41 +150,43 @@ bool take_announcement_line(start_events& ev, std::string_view line, bool from_n
 }
 
 // An fd the I/O thread watches for readability; `on_readable` reads it itself and
-// returns false to stop watching.
+// returns false to stop watching. The watch is created, armed and closed by jobs
+// posted to the I/O thread (which runs them in order), so the caller never waits for
+// that thread and only that thread ever touches the asio object.
 struct fd_watch : std::enable_shared_from_this<fd_watch> {
-  fd_watch(asio::io_context& ctx, int fd) : sd(ctx, fd) {}
-  asio::posix::stream_descriptor sd;
+  std::unique_ptr<asio::posix::stream_descriptor> sd;
   std::function<bool(int)> on_readable;
 
   void arm() {
-    sd.async_wait(asio::posix::stream_descriptor::wait_read,
-                  [self = shared_from_this()](const boost::system::error_code& ec) {
-                    if (ec || !self->sd.is_open()) return;
-                    if (self->on_readable(self->sd.native_handle())) {
-                      self->arm();
-                    } else {
-                      boost::system::error_code ignored;
-                      self->sd.close(ignored);
-                    }
-                  });
+    sd->async_wait(asio::posix::stream_descriptor::wait_read,
+                   [self = shared_from_this()](const boost::system::error_code& ec) {
+                     if (ec || !self->sd->is_open()) return;
+                     if (self->on_readable(self->sd->native_handle())) {
+                       self->arm();
+                     } else {
+                       boost::system::error_code ignored;
+                       self->sd->close(ignored);
+                     }
+                   });
   }
 };
 
 std::shared_ptr<fd_watch> watch_fd(int fd, std::function<bool(int)> on_readable) {
+  auto w = std::make_shared<fd_watch>();
+  w->on_readable = std::move(on_readable);
   auto& io = io_thread::get();
-  return io.run([&] {
-    auto w = std::make_shared<fd_watch>(io.context(), fd);
-    w->on_readable = std::move(on_readable);
+  io.post([w, fd, &io] {
+    w->sd = std::make_unique<asio::posix::stream_descriptor>(io.context(), fd);
     w->arm();
-    return w;
   });
+  return w;
 }
 
 void unwatch(std::shared_ptr<fd_watch> w) {
   if (!w) return;
   io_thread::get().post([w] {
     boost::system::error_code ignored;
-    w->sd.close(ignored);
+    if (w->sd) w->sd->close(ignored);
   });
 }
 

@@ -12,6 +12,7 @@
 #include <fstream>
 #include <thread>
 
+#include "harness/detail/log_prune.hpp"
 #include "harness/detail/pidfd.hpp"
 #include "harness/detail/proc_fs.hpp"
 #include "harness/detail/spawn_posix.hpp"
@@ -369,6 +370,39 @@ TEST(Process, OnExitAndOnLineCallbacks) {
   EXPECT_EQ(seen, exit_status::exited_with(5));
   EXPECT_NE(std::find(lines.begin(), lines.end(), "one"), lines.end());
   EXPECT_NE(std::find(lines.begin(), lines.end(), "two"), lines.end());
+}
+
+TEST(LogPrune, OnlyOldFilesWithOurNamesGo) {
+  using harness::detail::is_harness_log_name;
+  EXPECT_TRUE(is_harness_log_name("fixture-server-4770-6490e342e045-1.log"));
+  EXPECT_TRUE(is_harness_log_name("my-api-v2-12-0123456789ab-345.log"));
+  EXPECT_FALSE(is_harness_log_name("fixture-server-4770-6490e342e04-1.log"));  // 11 hex digits
+  EXPECT_FALSE(is_harness_log_name("server.log"));
+  EXPECT_FALSE(is_harness_log_name("a-1-0123456789ab-1.txt"));
+  EXPECT_FALSE(is_harness_log_name("-1-0123456789ab-1.log"));
+
+  char tmpl[] = "/tmp/harness-prune-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::filesystem::path dir = tmpl;
+  auto touch = [&](const std::string& name, std::chrono::hours age) {
+    std::ofstream(dir / name) << "x";
+    std::filesystem::last_write_time(dir / name, std::filesystem::file_time_type::clock::now() - age);
+  };
+  touch("old-1-0123456789ab-1.log", std::chrono::hours(48));
+  touch("new-1-0123456789ab-2.log", std::chrono::hours(1));
+  touch("users-own.log", std::chrono::hours(48));
+  EXPECT_EQ(harness::detail::prune_logs(dir, std::chrono::hours(24)), 1u);
+  EXPECT_FALSE(std::filesystem::exists(dir / "old-1-0123456789ab-1.log"));
+  EXPECT_TRUE(std::filesystem::exists(dir / "new-1-0123456789ab-2.log"));
+  EXPECT_TRUE(std::filesystem::exists(dir / "users-own.log"));
+  std::filesystem::remove_all(dir);
+}
+
+TEST(LogPrune, TheLogsWeWriteHaveNamesWeWouldPrune) {
+  process p = process::spawn(fixture({"--exit-before-ready=0"}));
+  p.stop();
+  EXPECT_TRUE(harness::detail::is_harness_log_name(p.output().log_path().filename().string()))
+      << p.output().log_path();
 }
 
 // --- bad input: typed errors, no hang, no leaked fd or process ---------------

@@ -466,7 +466,7 @@ TEST_F(SessionTest, CollisionLineBuriedInTenMebibytesIsStillSeen) {
                                              "--fail-binds=1", "--fail-state=" + path("count"),
                                              "--style=python"}),
                               .respawn = {.backoff_base = 1ms},
-                              .output = {.tail_bytes = 16 * 1024}});
+                              .output = {.tail_bytes = 16 * 1024, .log_max_bytes = 1 << 20}});
   ASSERT_EQ(s.attempts().size(), 2u) << harness::format_attempts(s.attempts());
   EXPECT_EQ(s.attempts()[0].outcome, harness::attempt::result::collision);
   EXPECT_NE(s.attempts()[0].reason.find("python"), std::string::npos) << s.attempts()[0].reason;
