@@ -138,7 +138,7 @@ def main():
     P(f"- CPUs: {m.get('nproc', '?')} × {m.get('model', '?')}")
     P(f"- kernel: {m.get('kernel', '?')}")
     P(f"- load average before the run: `{m.get('load_before', '?')}`; after: `{m.get('load_after', '?')}` "
-      f"(the machine is shared with other engineers building and testing: all latency comparisons are "
+      f"(the machine may be running other builds and tests at the same time: all latency comparisons are "
       f"measured interleaved in one process, see *Method*, and reported as ratios)")
     P(f"- ephemeral range `ip_local_port_range` = {m.get('ephemeral', '?')}; "
       f"`net.ipv4.tcp_ehash_entries` = {m.get('ehash', '?')}; harness pool = {m.get('pool', '?')}")
@@ -291,8 +291,8 @@ def main():
         P("## Lease throughput")
         P("")
         P("`lease::try_acquire` + release in a loop: in a private lock directory with a 64-port range at the "
-          "top of the pool, and against the shared default pool. Wall time well above CPU time is the "
-          "lease record write waiting for the file system (item 5 under *Where the time goes*).")
+          "top of the pool, and against the shared default pool. With most of a small range held, each "
+          "acquire tries several lock files before it finds a free port.")
         P("")
         P("| pool | acquire+release per second (wall) | µs each (wall) | µs each (CPU) |")
         P("|---|---|---|---|")
@@ -408,12 +408,10 @@ def main():
               "ephemeral listener for ~13 ms (a ring per thread) at about 10,000 binds/s; nothing else was "
               "changed: no narrower `ip_local_port_range`, no fault injection, the same machine state for "
               "both sides. The outgoing-connection churn hardly matters for the baseline (Linux prefers even "
-              "ports for connect() and odd ones for bind(0)), but it fills /proc/net/tcp with TIME_WAIT "
-              "sockets, which is what real suites do and what makes the harness's per-start /proc read "
-              "expensive (see item 1 below); that, with the CPU contention, is why the harness's storm "
-              "ready times are so much longer than the baseline's. The ready time of the harness includes "
-              "the lease, the tcp probe and the ownership check; the baseline's is bind(0) to the child's "
-              "\"listening\" line.")
+              "ports for connect() and odd ones for bind(0)), but it leaves thousands of TIME_WAIT sockets, "
+              "as real suites do (the harness finds listeners through netlink, which skips them). The ready "
+              "time of the harness includes the lease, the tcp probe and the ownership check; the "
+              "baseline's is bind(0) to the child's \"listening\" line.")
             P("")
 
     P("## Plot")
