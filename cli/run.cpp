@@ -133,7 +133,7 @@ int run_then(session& s, const std::string& command, signal_watch& signals,
              const reporter& report) {
   const std::string port = std::to_string(s.port());
   harness::process_options o;
-  o.argv = {"/bin/sh", "-c", substitute(command, s.host(), port)};
+  o.argv = {"/bin/sh", "-c", harness::substitute_placeholders(command, s.host(), port)};
   o.env.set = {
       {"HARNESS_PORT", port}, {"HARNESS_HOST", s.host()}, {"HARNESS_PID", std::to_string(s.pid())}};
   o.output.tail_bytes = 4096;   // the lines go to our stdout/stderr, not to a tail

@@ -103,30 +103,6 @@ probe parse_ready(std::string_view spec) {
                     std::string(ready_forms));
 }
 
-std::string substitute(std::string_view s, std::string_view host, std::string_view port) {
-  std::string out;
-  out.reserve(s.size());
-  for (std::size_t i = 0; i < s.size();) {
-    auto at = [&](std::string_view what) { return s.substr(i, what.size()) == what; };
-    if (at("{{port}}") || at("{{host}}")) {
-      out.append(s.substr(i + 1, 6));
-      i += 8;
-    } else if (at("{port}")) {
-      out.append(port);
-      i += 6;
-    } else if (at("{host}")) {
-      out.append(host);
-      i += 6;
-    } else {
-      out.push_back(s[i++]);
-    }
-  }
-  return out;
-}
-
-bool mentions_port(std::string_view text) {
-  return substitute(text, "", "\x01") != substitute(text, "", "");
-}
 
 CLI::App* add_run_command(CLI::App& app, run_args& a) {
   CLI::App* run = app.add_subcommand(
@@ -228,9 +204,7 @@ harness::server_spec make_spec(const run_args& a) {
     spec.env.set.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
   }
 
-  bool placeholder = false;
-  for (const auto& arg : spec.command) placeholder = placeholder || mentions_port(arg);
-  for (const auto& kv : spec.env.set) placeholder = placeholder || mentions_port(kv.second);
+  const bool placeholder = harness::uses_port_placeholder(spec);
   if (a.mode.empty()) {
     if (!placeholder) {
       throw usage_error(

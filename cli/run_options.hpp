@@ -56,11 +56,4 @@ harness::probe parse_ready(std::string_view spec);
 // Checks the cross-option rules and builds the spec. Throws usage_error.
 harness::server_spec make_spec(const run_args& args);
 
-// Replaces {port} and {host}; "{{port}}" and "{{host}}" stand for the literal text
-// (the same rule the library applies to the server's arguments).
-std::string substitute(std::string_view text, std::string_view host, std::string_view port);
-
-// Whether `text` uses {port} (the escaped "{{port}}" does not count).
-bool mentions_port(std::string_view text);
-
 }  // namespace harness_cli

@@ -25,6 +25,44 @@
 
 namespace harness {
 
+std::string substitute_placeholders(std::string_view text, std::string_view host,
+                                    std::string_view port) {
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size();) {
+    auto at = [&](std::string_view what) { return text.substr(i, what.size()) == what; };
+    if (at("{{port}}") || at("{{host}}")) {
+      out.append(text.substr(i + 1, 6));
+      i += 8;
+    } else if (at("{port}")) {
+      out.append(port);
+      i += 6;
+    } else if (at("{host}")) {
+      out.append(host);
+      i += 6;
+    } else {
+      out.push_back(text[i++]);
+    }
+  }
+  return out;
+}
+
+bool uses_port_placeholder(std::string_view text) {
+  // Substituting two different ports gives two different strings exactly when {port}
+  // is used.
+  return substitute_placeholders(text, "", "0") != substitute_placeholders(text, "", "1");
+}
+
+bool uses_port_placeholder(const server_spec& spec) {
+  for (const auto& a : spec.command) {
+    if (uses_port_placeholder(a)) return true;
+  }
+  for (const auto& [k, v] : spec.env.set) {
+    if (uses_port_placeholder(v)) return true;
+  }
+  return false;
+}
+
 const char* to_string(port_mode m) {
   switch (m) {
     case port_mode::automatic: return "automatic";
@@ -41,36 +79,6 @@ namespace {
 namespace asio = boost::asio;
 using clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
-
-constexpr std::string_view port_placeholder = "{port}";
-constexpr std::string_view host_placeholder = "{host}";
-
-// Replaces {port} and {host}; "{{port}}" and "{{host}}" stand for the literal text.
-std::string substitute(std::string_view s, std::string_view host, std::string_view port) {
-  std::string out;
-  out.reserve(s.size());
-  for (std::size_t i = 0; i < s.size();) {
-    auto at = [&](std::string_view what) { return s.substr(i, what.size()) == what; };
-    if (at("{{port}}") || at("{{host}}")) {
-      out.append(s.substr(i + 1, 6));
-      i += 8;
-    } else if (at(port_placeholder)) {
-      out.append(port);
-      i += port_placeholder.size();
-    } else if (at(host_placeholder)) {
-      out.append(host);
-      i += host_placeholder.size();
-    } else {
-      out.push_back(s[i++]);
-    }
-  }
-  return out;
-}
-
-// Whether `s` uses {port} (not counting the escaped "{{port}}").
-bool mentions_port(std::string_view s) {
-  return substitute(s, "", "\x01") != substitute(s, "", "");
-}
 
 std::optional<std::uint16_t> parse_port(std::string_view text) {
   unsigned v = 0;
@@ -231,20 +239,6 @@ struct session_state {
                  bool show_holder) const;
 };
 
-namespace {
-
-bool uses_port_placeholder(const server_spec& spec) {
-  for (const auto& a : spec.command) {
-    if (mentions_port(a)) return true;
-  }
-  for (const auto& [k, v] : spec.env.set) {
-    if (mentions_port(v)) return true;
-  }
-  return false;
-}
-
-}  // namespace
-
 result<void> session_state::validate_and_compile() {
   if (spec.command.empty()) return make_failure(errc::empty_argv, "server_spec::command is empty");
   if (spec.ready.timeout <= milliseconds(0)) {
@@ -255,7 +249,7 @@ result<void> session_state::validate_and_compile() {
   }
   if (auto a = net::parse_host(spec.port.host, 0); !a) return std::move(a).error();
 
-  const bool placeholder = uses_port_placeholder(spec);
+  const bool placeholder = harness::uses_port_placeholder(spec);
   mode = spec.port.mode;
   if (mode == port_mode::automatic) {
     if (!placeholder) {
@@ -370,9 +364,9 @@ start_outcome session_state::start_once(std::uint16_t use_port) {
   ev->log_hit.assign(spec.ready.probes.size(), false);
 
   process_options o;
-  for (const auto& a : spec.command) o.argv.push_back(substitute(a, host, port_text));
+  for (const auto& a : spec.command) o.argv.push_back(substitute_placeholders(a, host, port_text));
   o.env = spec.env;
-  for (auto& [k, v] : o.env.set) v = substitute(v, host, port_text);
+  for (auto& [k, v] : o.env.set) v = substitute_placeholders(v, host, port_text);
   o.cwd = spec.cwd;
   o.output = spec.output;
   o.stop = spec.stop;

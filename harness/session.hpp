@@ -30,6 +30,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "harness/collision.hpp"
@@ -138,6 +139,16 @@ class session {
   explicit session(std::shared_ptr<detail::session_state> s) noexcept;
   std::shared_ptr<detail::session_state> state_;
 };
+
+// The placeholder rules of server_spec, for tools that build commands the same way:
+// {port} and {host} are replaced; "{{port}}" and "{{host}}" stand for the literal text.
+std::string substitute_placeholders(std::string_view text, std::string_view host,
+                                    std::string_view port);
+// True when `text` uses {port} (the escaped "{{port}}" does not count).
+bool uses_port_placeholder(std::string_view text);
+// True when the spec's command or one of its env values uses {port}: what makes
+// port_mode::automatic choose lease mode.
+bool uses_port_placeholder(const server_spec& spec);
 
 // Starts every spec at once and waits for all. The results are in spec order; a
 // failed start does not stop the others.

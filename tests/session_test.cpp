@@ -43,6 +43,19 @@ class SessionTest : public testing::Test {
   std::filesystem::path dir_;
 };
 
+TEST(Placeholders, SubstitutionAndEscapes) {
+  using harness::substitute_placeholders;
+  EXPECT_EQ(substitute_placeholders("--listen={host}:{port}", "127.0.0.1", "20417"),
+            "--listen=127.0.0.1:20417");
+  EXPECT_EQ(substitute_placeholders("{{port}} is {port}; {{host}}", "h", "1"), "{port} is 1; {host}");
+  EXPECT_EQ(substitute_placeholders("{port}{port}{", "", "7"), "77{");
+  EXPECT_TRUE(harness::uses_port_placeholder("x{port}"));
+  EXPECT_FALSE(harness::uses_port_placeholder("x{{port}}"));
+  EXPECT_FALSE(harness::uses_port_placeholder("{host}"));
+  EXPECT_TRUE(harness::uses_port_placeholder(server_spec{.command = {"srv"}, .env = {.set = {{"P", "{port}"}}}}));
+  EXPECT_FALSE(harness::uses_port_placeholder(server_spec{.command = {"srv", "--port=0"}}));
+}
+
 // --- the three modes ------------------------------------------------------------
 
 TEST_F(SessionTest, LeaseModeSubstitutesThePortAndProbesTcp) {
