@@ -109,23 +109,35 @@ bool environ_has(pid_t pid, std::string_view entry, bool prefix, std::string& bu
   return false;
 }
 
-std::vector<pid_t> find_by_environ(std::string_view entry, bool prefix) {
+namespace {
+
+// Calls keep(pid) for every process of our uid other than ourselves whose pid passes
+// `wanted` (checked before anything is read), collecting the pids it accepts.
+template <class Wanted, class Keep>
+std::vector<pid_t> own_processes(Wanted wanted, Keep keep) {
   std::vector<pid_t> found;
   DIR* dir = ::opendir("/proc");
   if (dir == nullptr) return found;
   const pid_t self = ::getpid();
   const uid_t uid = ::getuid();
   const int dfd = ::dirfd(dir);
-  std::string buffer;
   while (const dirent* e = ::readdir(dir)) {
     auto pid = pid_of(e->d_name);
-    if (!pid || *pid == self) continue;
+    if (!pid || *pid == self || !wanted(*pid)) continue;
     struct stat st {};
     if (::fstatat(dfd, e->d_name, &st, 0) != 0 || st.st_uid != uid) continue;
-    if (environ_has(*pid, entry, prefix, buffer)) found.push_back(*pid);
+    if (keep(*pid)) found.push_back(*pid);
   }
   ::closedir(dir);
   return found;
+}
+
+}  // namespace
+
+std::vector<pid_t> find_by_environ(std::string_view entry, bool prefix) {
+  std::string buffer;
+  return own_processes([](pid_t) { return true; },
+                       [&](pid_t pid) { return environ_has(pid, entry, prefix, buffer); });
 }
 
 std::optional<std::uint64_t> fork_count() {
@@ -185,26 +197,15 @@ bool pids_above_leader_only(const tree_scope& scope) {
 }  // namespace
 
 std::vector<pid_t> find_tree(std::string_view marker, const tree_scope& scope, bool full_scan) {
-  std::vector<pid_t> found;
   const bool above_only = !full_scan && pids_above_leader_only(scope);
-  DIR* dir = ::opendir("/proc");
-  if (dir == nullptr) return found;
-  const pid_t self = ::getpid();
-  const uid_t uid = ::getuid();
-  const int dfd = ::dirfd(dir);
   std::string buffer;
-  while (const dirent* e = ::readdir(dir)) {
-    auto pid = pid_of(e->d_name);
-    if (!pid || *pid == self || *pid == scope.leader) continue;
-    if (above_only && *pid < scope.leader) continue;
-    struct stat st {};
-    if (::fstatat(dfd, e->d_name, &st, 0) != 0 || st.st_uid != uid) continue;
-    auto info = read_stat(*pid);
-    if (!info || info->state == 'Z' || info->start_time < scope.start_time) continue;
-    if (info->pgrp == scope.leader || environ_has(*pid, marker, false, buffer)) found.push_back(*pid);
-  }
-  ::closedir(dir);
-  return found;
+  return own_processes(
+      [&](pid_t pid) { return pid != scope.leader && (!above_only || pid > scope.leader); },
+      [&](pid_t pid) {
+        auto info = read_stat(pid);
+        if (!info || info->state == 'Z' || info->start_time < scope.start_time) return false;
+        return info->pgrp == scope.leader || environ_has(pid, marker, false, buffer);
+      });
 }
 
 std::size_t open_fd_count() {
