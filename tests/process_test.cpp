@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -196,6 +197,39 @@ TEST(Process, ChildSeesOnlyStdioAndPassedFds) {
   for (int fd : leaked) ::close(fd);
   ::close(pass_a);
   ::close(pass_b);
+}
+
+TEST(Process, PassedFdsArriveWhateverTheirNumbers) {
+  // Few fds open in the runner (no leaked ones), a target far above the others.
+  int a = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  int b = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  auto o = fixture({"--report-fds", "--exit-before-ready=0"});
+  o.fds = {{a, 3}, {b, 40}};
+  process p = process::spawn(o);
+  auto line = p.output().wait_for_line("^FDS ", 10s);
+  ASSERT_TRUE(line) << line.error().message();
+  EXPECT_EQ(line->line, "FDS 0 1 2 3 40");
+  ::close(a);
+  ::close(b);
+}
+
+TEST(Process, StartsUnderTheCommonOpenFileLimit) {
+  // 1024 is the default soft limit of Debian and systemd sessions.
+  rlimit old{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &old), 0);
+  rlimit low = old;
+  low.rlim_cur = std::min<rlim_t>(1024, old.rlim_max);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  auto o = fixture({"--report-fds", "--exit-before-ready=0"});
+  int a = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  o.fds = {{a, 5}};
+  auto r = process::try_spawn(o);
+  ::setrlimit(RLIMIT_NOFILE, &old);
+  ::close(a);
+  ASSERT_TRUE(r) << r.error().message();
+  auto line = r->output().wait_for_line("^FDS ", 10s);
+  ASSERT_TRUE(line) << line.error().message();
+  EXPECT_EQ(line->line, "FDS 0 1 2 5");
 }
 
 TEST(Process, TenMebibytesOnStderrDoNotBlockTheChild) {

@@ -28,13 +28,14 @@ constexpr int max_passed_fds = 64;
 // Everything the child needs between fork and exec, prepared in the parent so that
 // the child only reads memory and makes system calls (async-signal-safe).
 //
-// Boost.Process 1.81 notes, worked around here:
-//  * its child calls exit() when exec fails, which would run the runner's atexit
-//    handlers in the forked copy: on_exec_error() calls _exit() first;
-//  * its fd closing skips gaps between whitelisted fds: on_exec_setup() closes every
-//    fd that is not 0-2, a passed fd or the launcher's own error pipe;
-//  * it reports errno (not the error_code) of a failed setup step to the parent, so
-//    every failing step below leaves errno set.
+// on_exec_setup() does the whole child side itself, exec included, and never returns
+// to Boost.Process: on success execve() replaces the image; on any failure the errno
+// goes to the launcher's error pipe (which Boost's parent side reads: nothing on that
+// pipe means the exec succeeded) and the child _exit()s. That sidesteps three things
+// in Boost 1.81's child path: it calls exit() (running the runner's atexit handlers in
+// the forked copy) when exec fails, its closing of inherited fds skips everything
+// above its error pipe and in gaps between kept fds, and it reports errno rather than
+// the failing step's error.
 struct child_setup {
   pid_t parent = 0;
   const char* const* envp = nullptr;
@@ -52,13 +53,14 @@ struct child_setup {
   }
 
   template <class Launcher, class Path, class Argv>
-  bp::error_code on_exec_setup(Launcher& launcher, const Path&, Argv&) {
+  bp::error_code on_exec_setup(Launcher& launcher, const Path& executable, Argv& argv) {
+    int report = launcher.fd_whitelist.back();  // the launcher's error pipe
     // The runner may die at any moment: arm PDEATHSIG, then check we are not already
     // orphaned (if the parent died before prctl, the signal will never come).
-    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) return fail();
+    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) fail(report);
     if (::getppid() != parent) ::_exit(127);
 
-    if (::setpgid(0, 0) != 0) return fail();
+    if (::setpgid(0, 0) != 0) fail(report);
 
     // Default dispositions and an empty mask, whatever the runner had (SIG_IGN
     // survives exec; the harness thread blocks every signal).
@@ -71,63 +73,72 @@ struct child_setup {
     }
     sigset_t none;
     ::sigemptyset(&none);
-    if (::sigprocmask(SIG_SETMASK, &none, nullptr) != 0) return fail();
+    if (::sigprocmask(SIG_SETMASK, &none, nullptr) != 0) fail(report);
 
     if (listen_pid_value != nullptr) write_pid(listen_pid_value, ::getpid());
 
-    // Move the passed fds out of the way first (a source may sit on another's
-    // target), then onto their targets; dup2 clears FD_CLOEXEC on the copies.
-    int error_pipe = launcher.fd_whitelist.back();
+    // Park the error pipe and every source above all fds involved (so that no copy
+    // lands on a target, whatever the numbers; the limit on open fds may be as low as
+    // 1024, so no fixed high number), then move the sources onto their targets.
+    // dup2 clears FD_CLOEXEC on the copies the server inherits.
+    int base = 3;
+    auto above = [&base](int fd) {
+      if (fd >= base) base = fd + 1;
+    };
+    above(report);
+    for (int fd : stdio) above(fd);
+    for (int i = 0; i < pass_count; ++i) {
+      above(pass_from[i]);
+      above(pass_to[i]);
+    }
+    const int parked_report = ::fcntl(report, F_DUPFD_CLOEXEC, base);
+    if (parked_report < 0) fail(report);
+    ::close(report);
+    report = parked_report;
     int high[max_passed_fds];
     for (int i = 0; i < pass_count; ++i) {
-      high[i] = ::fcntl(pass_from[i], F_DUPFD_CLOEXEC, 1024);
-      if (high[i] < 0) return fail();
+      high[i] = ::fcntl(pass_from[i], F_DUPFD_CLOEXEC, base);
+      if (high[i] < 0) fail(report);
     }
     int stdio_high[3];
     for (int i = 0; i < 3; ++i) {
-      stdio_high[i] = ::fcntl(stdio[i], F_DUPFD_CLOEXEC, 1024);
-      if (stdio_high[i] < 0) return fail();
+      stdio_high[i] = ::fcntl(stdio[i], F_DUPFD_CLOEXEC, base);
+      if (stdio_high[i] < 0) fail(report);
     }
     for (int i = 0; i < 3; ++i) {
-      if (::dup2(stdio_high[i], i) < 0) return fail();
+      if (::dup2(stdio_high[i], i) < 0) fail(report);
     }
     for (int i = 0; i < pass_count; ++i) {
-      if (pass_to[i] == error_pipe) {
-        // The launcher's error pipe sits where a passed fd must go: move it.
-        int moved = ::fcntl(error_pipe, F_DUPFD_CLOEXEC, 1024);
-        if (moved < 0) return fail();
-        ::close(error_pipe);
-        error_pipe = moved;
-        launcher.fd_whitelist.back() = moved;
-      }
-      if (::dup2(high[i], pass_to[i]) < 0) return fail();
+      if (::dup2(high[i], pass_to[i]) < 0) fail(report);
     }
 
-    if (cwd != nullptr && ::chdir(cwd) != 0) return fail();
+    if (cwd != nullptr && ::chdir(cwd) != 0) fail(report);
 
-    // Close everything else: keep 0-2, the passed targets and the error pipe.
+    // Close everything else: keep 0-2, the passed targets and the error pipe (which is
+    // CLOEXEC: the exec closes it, and that tells the parent the exec succeeded).
     for (int fd = 3;;) {
       int next_keep = -1;  // the smallest kept fd >= fd
       for (int i = 0; i < pass_count; ++i) {
         if (pass_to[i] >= fd && (next_keep < 0 || pass_to[i] < next_keep)) next_keep = pass_to[i];
       }
-      if (error_pipe >= fd && (next_keep < 0 || error_pipe < next_keep)) next_keep = error_pipe;
+      if (report >= fd && (next_keep < 0 || report < next_keep)) next_keep = report;
       const unsigned last = next_keep < 0 ? ~0U : static_cast<unsigned>(next_keep - 1);
       if (next_keep != fd) close_range(static_cast<unsigned>(fd), last);
       if (next_keep < 0) break;
       fd = next_keep + 1;
     }
-    return {};
+
+    ::execve(executable.c_str(), const_cast<char* const*>(argv), const_cast<char* const*>(envp));
+    fail(report);
   }
 
-  // Called by Boost in the child after a failed exec (and after it has reported
-  // errno to the parent). Never return into Boost's exit().
-  template <class... A>
-  void on_exec_error(A&&...) {
+  // Reports errno to the parent through the error pipe and ends the child.
+  [[noreturn]] static void fail(int report) {
+    const int err = errno;
+    ssize_t ignored = ::write(report, &err, sizeof err);
+    (void)ignored;
     ::_exit(127);
   }
-
-  static bp::error_code fail() { return {errno, bp::system_category()}; }
 
   static void write_pid(char* out, pid_t pid) {
     char digits[listen_pid_digits];
