@@ -63,6 +63,12 @@ struct process_state {
   bool reaped = false;
   bool abandoned = false;  // stop() gave up on it; reap when it finally exits
   bool exit_reported = false;  // on_exit has run (I/O thread only)
+  // Somebody else reaped the child (waitpid(-1), SIGCHLD set to SIG_IGN): its pid,
+  // and so its process group id, may belong to another process now.
+  bool lost = false;
+  // The process that started the child. A fork()ed copy of the runner (a gtest
+  // death test) must not stop the parent's servers when it destroys its copies.
+  pid_t owner = ::getpid();
 
   // stop() is serialised and runs once.
   std::mutex stop_m;
@@ -81,6 +87,8 @@ namespace {
 
 std::atomic<std::uint64_t> next_session{1};
 
+constexpr int pidfd_idtype = 3;  // P_PIDFD (Linux 5.4), not in every libc's headers
+
 exit_status from_siginfo(const siginfo_t& si) {
   switch (si.si_code) {
     case CLD_EXITED: return exit_status::exited_with(si.si_status);
@@ -97,13 +105,27 @@ bool record_exit_locked(process_state& s) {
   if (s.reaped) return true;
   siginfo_t si{};
   int rc;
+  // Through the pidfd when there is one: it names exactly our child, even if somebody
+  // else reaped it and its pid went to another process.
+  const idtype_t by = s.pidfd >= 0 ? static_cast<idtype_t>(pidfd_idtype) : P_PID;
+  const id_t id = s.pidfd >= 0 ? static_cast<id_t>(s.pidfd) : static_cast<id_t>(s.pid);
   do {
-    rc = ::waitid(P_PID, static_cast<id_t>(s.pid), &si, WEXITED | WNOHANG | WNOWAIT);
+    rc = ::waitid(by, id, &si, WEXITED | WNOHANG | WNOWAIT);
   } while (rc < 0 && errno == EINTR);
+  if (rc < 0 && errno == EINVAL && by != P_PID) {
+    // A kernel without P_PIDFD (before 5.4): by pid, while it is still ours.
+    do {
+      rc = ::waitid(P_PID, static_cast<id_t>(s.pid), &si, WEXITED | WNOHANG | WNOWAIT);
+    } while (rc < 0 && errno == EINTR);
+  }
   if (rc == 0 && si.si_pid == 0) return false;  // still running
   s.exited = true;
   // ECHILD: somebody else reaped our child (waitpid(-1), SIGCHLD ignored).
   s.status = rc == 0 ? from_siginfo(si) : exit_status{};
+  if (rc != 0) {
+    s.lost = true;
+    s.reaped = true;
+  }
   if (s.abandoned) {
     int ws = 0;
     ::waitpid(s.pid, &ws, WNOHANG);
@@ -515,7 +537,11 @@ process::process(process&& other) noexcept = default;
 
 process& process::operator=(process&& other) noexcept {
   if (this != &other) {
-    if (state_) stop();
+    try {
+      if (state_) stop();
+    } catch (...) {
+      // noexcept: the old process was stopped as far as possible.
+    }
     state_ = std::move(other.state_);
   }
   return *this;
@@ -584,7 +610,9 @@ result<void> process::signal_group(int sig) const {
   if (!state_) return make_failure(errc::not_running, "empty process object");
   std::lock_guard lock(state_->m);
   // While the leader is not reaped its pid cannot be reused, so the group id is ours.
-  if (state_->reaped) return make_failure(errc::not_running, state_->name + " has been stopped");
+  if (state_->reaped || state_->lost) {
+    return make_failure(errc::not_running, state_->name + " has been stopped");
+  }
   if (::kill(-state_->pid, sig) != 0) {
     return make_system_failure(errno, "signal " + signal_name(sig) + " to the group of " +
                                           state_->name);
@@ -667,6 +695,11 @@ bool member_alive(const member& m) {
   return st && st->state != 'Z';
 }
 
+bool lost(process_state& s) {
+  std::lock_guard lock(s.m);
+  return s.lost;
+}
+
 bool leader_exited(process_state& s) {
   std::lock_guard lock(s.m);
   return detail::record_exit_locked(s);
@@ -697,7 +730,8 @@ bool wait_tree(process_state& s, std::vector<member>& members, clock::time_point
       }
     }
     if (all_pollable) {
-      ::poll(fds.data(), fds.size(), static_cast<int>(left.count()));
+      ::poll(fds.data(), fds.size(),
+             static_cast<int>(std::min<milliseconds::rep>(left.count(), 3'600'000)));
     } else {
       // No pidfd for something we wait on (old kernel): poll its state with backoff.
       std::this_thread::sleep_for(std::min(backoff, left));
@@ -708,18 +742,23 @@ bool wait_tree(process_state& s, std::vector<member>& members, clock::time_point
 
 void signal_tree(process_state& s, const std::vector<member>& members, int sig) {
   // The leader is not reaped yet, so its pid (and thus its process group id) cannot
-  // have been reused: signalling the group is safe.
-  ::kill(-s.pid, sig);
+  // have been reused: signalling the group is safe. Unless somebody else reaped it.
+  if (!lost(s)) ::kill(-s.pid, sig);
   for (const auto& m : members) detail::pidfd::send_signal(m.fd, m.pid, sig);
 }
 
 }  // namespace
 
-exit_status process::stop(const stop_policy& policy) {
-  if (!state_) return {};
-  process_state& s = *state_;
+namespace {
+
+// The body of stop(): false when the process was already finalized (`final` then
+// holds its status).
+bool stop_tree(process_state& s, const stop_policy& policy, exit_status& final) {
   std::lock_guard stop_lock(s.stop_m);
-  if (s.finalized) return s.final_status;
+  if (s.finalized) {
+    final = s.final_status;
+    return false;
+  }
 
   const std::string marker = "HARNESS_SESSION=" + s.id;
   const auto grace = timeouts::scaled(policy.grace);
@@ -753,7 +792,6 @@ exit_status process::stop(const stop_policy& policy) {
   }
 
   // 3. Reap the leader. Until now it was only observed (WNOWAIT).
-  exit_status final;
   bool gave_up = false;
   {
     std::unique_lock lock(s.m);
@@ -763,13 +801,16 @@ exit_status process::stop(const stop_policy& policy) {
     } else {
       // Catch group members that appeared after the last signal, while the group id
       // is still reserved by the unreaped leader.
-      if (escalated || !clean) ::kill(-s.pid, SIGKILL);
-      int ws = 0;
-      pid_t r;
-      do {
-        r = ::waitpid(s.pid, &ws, WNOHANG);
-      } while (r < 0 && errno == EINTR);
-      final = r == s.pid ? exit_status::from_wait_status(ws) : s.status;
+      if ((escalated || !clean) && !s.lost) ::kill(-s.pid, SIGKILL);
+      final = s.status;
+      if (!s.lost) {
+        int ws = 0;
+        pid_t r;
+        do {
+          r = ::waitpid(s.pid, &ws, WNOHANG);
+        } while (r < 0 && errno == EINTR);
+        if (r == s.pid) final = exit_status::from_wait_status(ws);
+      }
       s.reaped = true;
       if (s.pidfd >= 0) ::close(s.pidfd);  // nothing may signal a reaped child
       s.pidfd = -1;
@@ -784,11 +825,24 @@ exit_status process::stop(const stop_policy& policy) {
   if (!gave_up) harness::output(s.out).wait_closed(milliseconds(500));
   s.out->log_note(gave_up ? "stop: the process did not die after SIGKILL; abandoned"
                           : "stopped: " + final.str());
+  return true;
+}
+
+}  // namespace
+
+exit_status process::stop(const stop_policy& policy) {
+  if (!state_) return {};
+  process_state& s = *state_;
+  if (::getpid() != s.owner) return {};  // a fork()ed copy: the servers are its parent's
+  exit_status final;
+  if (!stop_tree(s, policy, final)) return final;
   // Release the pipes and the exit watch now, so that when stop() returns the
-  // runner's fd count is back where it was before the spawn.
+  // runner's fd count is back where it was before the spawn. Done outside the stop
+  // lock: an on_exit callback run from here may itself call stop().
   auto keep = state_;
   detail::io_thread::get().run([keep] { detail::release_io(keep); });
   return final;
 }
+
 
 }  // namespace harness

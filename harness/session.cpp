@@ -112,9 +112,8 @@ struct start_events {
   std::optional<failure> bad;
   bool exited = false;
   std::string ready_fd_buffer;
-  // Notify datagrams with their sender, checked by the waiting thread (which knows
-  // the child's pid; a datagram can arrive before the spawn call has returned).
-  std::vector<std::pair<pid_t, std::string>> notify_pending;
+  // Notify datagrams from processes of our user, parsed by the waiting thread.
+  std::vector<std::string> notify_pending;
 
   template <class F>
   void update(F&& f) {
@@ -198,13 +197,6 @@ void unwatch(std::shared_ptr<fd_watch> w) {
   });
 }
 
-// The sender of a notify datagram must be our child or carry its marker.
-bool sender_is_ours(pid_t sender, pid_t child, const std::string& marker) {
-  if (sender == child) return true;
-  std::string buffer;
-  return sender > 0 && procfs::environ_has(sender, marker, false, buffer);
-}
-
 std::atomic<std::uint64_t> notify_counter{0};
 
 }  // namespace
@@ -223,10 +215,17 @@ struct session_state {
   std::shared_ptr<const matchers> match;
   bool need_ready_signal = false;  // inherit mode without probes
   bool reported = false;           // the HARNESS_REPORT line is written
+  // Guards proc, port, attempts and ready_time against live_sessions() readers while
+  // restart() changes them (never held across a stop or a start).
+  mutable std::mutex info_m;
   std::size_t server_first_attempt = 0;  // attempts of the running server start here
 
   ~session_state() {
-    proc.stop();
+    try {
+      proc.stop();
+    } catch (...) {
+      // Never let anything out of a destructor.
+    }
     if (listen_fd >= 0) ::close(listen_fd);
   }
 
@@ -457,16 +456,20 @@ start_outcome session_state::start_once(std::uint16_t use_port) {
       msg.msg_controllen = sizeof control;
       const ssize_t n = ::recvmsg(sock, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
       if (n < 0) return errno == EAGAIN || errno == EINTR;
-      pid_t sender = 0;
+      // Only processes of our own user may announce (the kernel vouches for the
+      // credentials); anything else is dropped here, before it costs memory.
+      bool ours = false;
       for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
         if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS) {
           ucred cred{};
           std::memcpy(&cred, CMSG_DATA(c), sizeof cred);
-          sender = cred.pid;
+          ours = cred.uid == ::getuid();
         }
       }
+      if (!ours) return true;
       ev->update([&] {
-        ev->notify_pending.emplace_back(sender, std::string(data, static_cast<std::size_t>(n)));
+        if (ev->notify_pending.size() >= 64) return false;  // a flood: keep the first ones
+        ev->notify_pending.emplace_back(data, static_cast<std::size_t>(n));
         return true;
       });
       return true;
@@ -538,8 +541,10 @@ start_outcome session_state::start_once(std::uint16_t use_port) {
     out.error = std::move(spawned).error();
     return out;
   }
-  proc = std::move(*spawned);
-  const std::string marker = "HARNESS_SESSION=" + proc.session_id();
+  {
+    std::lock_guard lock(info_m);  // live_sessions() may be reading
+    proc = std::move(*spawned);
+  }
 
   // --- wait for readiness ---------------------------------------------------------
   const auto deadline = t0 + timeouts::scaled(spec.ready.timeout);
@@ -572,8 +577,7 @@ start_outcome session_state::start_once(std::uint16_t use_port) {
     bool ready_signal, exited;
     {
       std::lock_guard lock(ev->m);
-      for (auto& [sender, text] : ev->notify_pending) {
-        if (!sender_is_ours(sender, proc.pid(), marker)) continue;  // not from our tree
+      for (const auto& text : ev->notify_pending) {
         std::string_view rest(text);
         while (!rest.empty()) {
           auto nl = rest.find('\n');
@@ -617,11 +621,22 @@ start_outcome session_state::start_once(std::uint16_t use_port) {
       }
       const auto status = proc.status().value_or(exit_status{});
       if (mode == port_mode::lease) {
-        if (collision) return collide(*collision);
-        if (procnet::listener_owner(use_port, {}) == procnet::ownership::foreign) {
-          return collide("exited (" + status.str() + ") while " +
-                         procnet::describe_holders(use_port));
+        // The server is gone but not reaped, so its tree can still be found: a
+        // descendant holding the port means it forked into the background.
+        switch (procnet::listener_owner(use_port, proc.tree())) {
+          case procnet::ownership::ours:
+            return fail(errc::exited_before_ready,
+                        status.str() + "; a process it started listens on port " +
+                            std::to_string(use_port) +
+                            ": does it daemonize? Run it in the foreground",
+                        true);
+          case procnet::ownership::foreign:
+            return collide("exited (" + status.str() + ") while " +
+                           procnet::describe_holders(use_port));
+          case procnet::ownership::nobody:
+            break;
         }
+        if (collision) return collide(*collision);
       }
       return fail(errc::exited_before_ready, status.str(), mode != port_mode::announce);
     }
@@ -784,10 +799,13 @@ class lease_ports final : public port_source {
     s_.port = s_.lease.port();
     return s_.port;
   }
-  void release(std::uint16_t) override { s_.lease.release(); }
+  // A port that collided stays leased until the start is over, so that the next
+  // attempt cannot be handed the same port again.
+  void release(std::uint16_t) override { spent_.push_back(std::move(s_.lease)); }
 
  private:
   session_state& s_;
+  std::vector<lease> spent_;
 };
 
 class fixed_port final : public port_source {
@@ -806,6 +824,7 @@ class session_launcher final : public launcher {
   start_outcome start(std::uint16_t port) override { return s_.start_once(port); }
   void discard() override {
     s_.proc.stop();
+    std::lock_guard lock(s_.info_m);
     s_.proc = harness::process();
   }
 
@@ -837,6 +856,7 @@ std::string summary_of(const session_state& s) {
 }
 
 session_info info_of(const session_state& s) {
+  std::lock_guard lock(s.info_m);
   const auto& p = s.proc;
   session_info info;
   info.name = p.name();
@@ -972,7 +992,11 @@ session::session(std::shared_ptr<session_state> s) noexcept : state_(std::move(s
 session::session(session&&) noexcept = default;
 session& session::operator=(session&& other) noexcept {
   if (this != &other) {
-    if (state_) stop();
+    try {
+      if (state_) stop();
+    } catch (...) {
+      // noexcept: the old server was stopped as far as possible.
+    }
     state_ = std::move(other.state_);
   }
   return *this;
@@ -1035,33 +1059,40 @@ result<void> session::restart() {
   if (!state_) return make_failure(errc::not_running, "empty session");
   auto& s = *state_;
   s.stop_and_report();
-  s.server_first_attempt = s.attempts.size();
-  const std::uint16_t port = s.mode == port_mode::announce ? 0 : s.port;
+  std::uint16_t port;
+  {
+    std::lock_guard lock(s.info_m);
+    s.server_first_attempt = s.attempts.size();
+    port = s.mode == port_mode::announce ? 0 : s.port;
+  }
   const auto t0 = std::chrono::steady_clock::now();
   auto outcome = s.start_once(port);
   const std::uint16_t used = outcome.port != 0 ? outcome.port : port;
-  s.attempts.push_back(attempt{used, outcome.kind, outcome.reason,
-                               std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   std::chrono::steady_clock::now() - t0)});
-  switch (outcome.kind) {
-    case attempt::result::ready:
+  {
+    std::lock_guard lock(s.info_m);
+    s.attempts.push_back(attempt{used, outcome.kind, outcome.reason,
+                                 std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     std::chrono::steady_clock::now() - t0)});
+    if (outcome.kind == attempt::result::ready) {
       s.port = used;
       s.ready_time = s.attempts.back().duration;
       s.reported = false;  // the new server gets a line of its own when it stops
       return {};
-    case attempt::result::collision:
-      s.proc.stop();
-      return s.report(errc::port_collision,
-                      "lost port " + std::to_string(port) + " while restarting: " + outcome.reason,
-                      &s.proc, true);
-    case attempt::result::failed:
-      break;
+    }
+  }
+  // Not ready: stop what the start left running, and say why.
+  s.proc.stop();
+  if (outcome.kind == attempt::result::collision) {
+    return s.report(errc::port_collision,
+                    "lost port " + std::to_string(port) + " while restarting: " + outcome.reason,
+                    &s.proc, true);
   }
   return std::move(outcome.error);
 }
 
 std::string session::summary() const {
   if (!state_) return "(empty session)\n";
+  std::lock_guard lock(state_->info_m);
   return summary_of(*state_);
 }
 

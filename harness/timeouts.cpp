@@ -1,9 +1,9 @@
 #include "harness/timeouts.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <limits>
 #include <string>
 
 namespace harness::timeouts {
@@ -41,10 +41,13 @@ double scale() {
 }
 
 milliseconds scaled(milliseconds d) {
+  // Saturate at ten years: callers add the result to steady_clock::now() (nanoseconds
+  // in 64 bits), which a "forever" such as milliseconds::max() would overflow.
+  constexpr double max = static_cast<double>(
+      std::chrono::duration_cast<milliseconds>(std::chrono::hours(24 * 365 * 10)).count());
   const double ms = std::ceil(static_cast<double>(d.count()) * scale());
-  constexpr auto max = static_cast<double>(std::numeric_limits<milliseconds::rep>::max() / 2);
-  if (ms >= max) return milliseconds(static_cast<milliseconds::rep>(max));
-  return milliseconds(static_cast<milliseconds::rep>(ms));
+  if (!(ms < max)) return milliseconds(static_cast<milliseconds::rep>(max));
+  return milliseconds(static_cast<milliseconds::rep>(std::max(ms, 0.0)));
 }
 
 }  // namespace harness::timeouts

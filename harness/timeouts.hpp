@@ -28,7 +28,8 @@ inline constexpr milliseconds poll_cap{50};        // upper bound of probe backo
 // HARNESS_TIMEOUT_SCALE as a factor (> 0), default 1.
 double scale();
 
-// d multiplied by scale(), rounded up to whole milliseconds, saturating.
+// d multiplied by scale(), rounded up to whole milliseconds; at most ten years (a
+// "forever" such as milliseconds::max() becomes that), never negative.
 milliseconds scaled(milliseconds d);
 
 // Parses a HARNESS_TIMEOUT_SCALE value; nullopt when it is not a positive number.

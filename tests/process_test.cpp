@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -437,6 +438,58 @@ TEST(LogPrune, TheLogsWeWriteHaveNamesWeWouldPrune) {
   p.stop();
   EXPECT_TRUE(harness::detail::is_harness_log_name(p.output().log_path().filename().string()))
       << p.output().log_path();
+}
+
+TEST(Process, AForkedCopyOfTheRunnerLeavesTheServersAlone) {
+  // Like a gtest death test: the child destroys (or stops) its copies of our objects.
+  auto [p, port] = serving();
+  const pid_t child = ::fork();
+  if (child == 0) {
+    p.stop();
+    ::_exit(0);
+  }
+  ASSERT_GT(child, 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  EXPECT_TRUE(p.running()) << "the forked copy stopped the parent's server";
+  EXPECT_EQ(harness_test::tcp_request(port, "still here"), "pong: still here");
+}
+
+TEST(Process, AChildReapedBySomebodyElseIsNotSignalledByPid) {
+  // SIGCHLD set to SIG_IGN: the kernel reaps our children itself.
+  auto old = std::signal(SIGCHLD, SIG_IGN);
+  process p = process::spawn(fixture({"--exit-before-ready=0"}));
+  auto s = p.wait_for(10s);
+  std::signal(SIGCHLD, old);
+  ASSERT_TRUE(s);
+  EXPECT_FALSE(s->known()) << *s;
+  EXPECT_FALSE(p.signal_group(SIGTERM));  // its pid may be somebody else's by now
+  EXPECT_FALSE(p.stop().known());
+}
+
+TEST(Process, OnExitMayStopItsOwnProcess) {
+  process p;
+  std::atomic<int> calls{0};
+  auto o = fixture({"--port=0", "--announce-line=up"});
+  o.on_exit = [&](const exit_status&) {
+    ++calls;
+    p.stop();  // already stopping: must return, not deadlock
+  };
+  p = process::spawn(o);
+  ASSERT_TRUE(p.output().wait_for_line("^up$", 10s));
+  EXPECT_EQ(p.stop(), exit_status::exited_with(0));
+  EXPECT_EQ(calls.load(), 1);
+}
+
+TEST(Process, EnormousTimeoutsDoNotOverflow) {
+  EXPECT_GT(harness::timeouts::scaled(std::chrono::milliseconds::max()), std::chrono::hours(24 * 365));
+  process p = process::spawn(fixture({"--exit-before-ready=4"}));
+  auto s = p.wait_for(std::chrono::milliseconds::max());
+  ASSERT_TRUE(s);
+  EXPECT_EQ(*s, exit_status::exited_with(4));
+  auto line = p.output().wait_for_line("never", std::chrono::milliseconds::max());
+  ASSERT_FALSE(line);  // ends when the output closes, not at once
+  EXPECT_EQ(line.error().code, errc::output_closed);
 }
 
 // --- bad input: typed errors, no hang, no leaked fd or process ---------------

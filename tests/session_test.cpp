@@ -169,6 +169,35 @@ TEST_F(SessionTest, AnnounceAndNotifyProbesInLeaseMode) {
   EXPECT_EQ(ping(n), "pong: ping");
 }
 
+TEST_F(SessionTest, NotifyFromAShortLivedHelperCounts) {
+  // Like systemd-notify: a helper process sends READY=1 and is gone at once; the
+  // server itself then runs on {port}.
+  session s = session::start(
+      {.command = {"/bin/sh", "-c",
+                   "\"$0\" --port=0 --announce=notify --serve=none --exit-after=0; exec \"$0\" --port=\"$1\"",
+                   fixture_server(), "{port}"},
+       .ready = {.probes = {probe::notify(), probe::tcp()}, .timeout = 20s}});
+  EXPECT_EQ(ping(s), "pong: ping");
+}
+
+TEST_F(SessionTest, EnormousReadyTimeoutDoesNotEndAtOnce) {
+  session s = session::start({.command = fx({"--delay-ms=100", "--port={port}"}),
+                              .ready = {.timeout = std::chrono::milliseconds::max()}});
+  EXPECT_EQ(ping(s), "pong: ping");
+}
+
+TEST_F(SessionTest, AServerThatDaemonizesIsNotAPortCollision) {
+  // The started process exits at once; the copy it left behind listens on {port}.
+  auto r = session::try_start(
+      {.command = {"/bin/sh", "-c", "\"$0\" --port=\"$1\" & exit 0", fixture_server(), "{port}"},
+       .respawn = {.attempts = 3}});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::exited_before_ready);
+  EXPECT_NE(r.error().message().find("does it daemonize?"), std::string::npos) << r.error().message();
+  EXPECT_NE(r.error().message().find("1. port "), std::string::npos);
+  EXPECT_EQ(r.error().message().find("2. port "), std::string::npos) << "it was respawned";
+}
+
 TEST_F(SessionTest, CallbackProbeIsPolledUntilReady) {
   std::atomic<int> calls{0};
   session s = session::start(
