@@ -504,6 +504,7 @@ result<process> process::try_spawn(process_options options) {
     s.scope.leader = s.pid;
     s.scope.forks_before = forks_before;
     if (auto st = procfs::read_stat(s.pid)) s.scope.start_time = st->start_time;
+    reaper_note_group(s.pid, s.scope.start_time);
     auto& ctx = io.context();
     s.pipes[0] = std::make_unique<asio::readable_pipe>(ctx, out_r.release());
     s.pipes[1] = std::make_unique<asio::readable_pipe>(ctx, err_r.release());
@@ -803,6 +804,7 @@ bool stop_tree(process_state& s, const stop_policy& policy, exit_status& final) 
       // is still reserved by the unreaped leader.
       if ((escalated || !clean) && !s.lost) ::kill(-s.pid, SIGKILL);
       final = s.status;
+      detail::reaper_forget_group(s.pid);
       if (!s.lost) {
         int ws = 0;
         pid_t r;

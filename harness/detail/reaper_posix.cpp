@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -22,6 +23,18 @@ char marker_prefix[256];
 std::size_t marker_prefix_len = 0;
 char environ_buf[1 << 20];
 alignas(8) char dirent_buf[64 * 1024];
+
+// The process groups the runner told us about ("+<pgid> <start time>" when a server
+// starts, "-<pgid>" when it has been stopped).
+struct group {
+  pid_t pgid;
+  unsigned long long start_time;  // of its leader, clock ticks since boot
+};
+constexpr int max_groups = 8192;
+group groups[max_groups];
+int group_count = 0;
+char message_buf[4096];
+std::size_t message_len = 0;
 
 struct linux_dirent64 {
   unsigned long long d_ino;
@@ -93,6 +106,96 @@ int kill_marked(uid_t uid, pid_t self) {
   return killed;
 }
 
+unsigned long long parse_ull(const char*& p) {
+  unsigned long long v = 0;
+  while (*p >= '0' && *p <= '9') v = v * 10 + static_cast<unsigned long long>(*p++ - '0');
+  return v;
+}
+
+void take_message(const char* line) {
+  const char op = *line++;
+  const auto pgid = static_cast<pid_t>(parse_ull(line));
+  if (pgid <= 0) return;
+  if (op == '+') {
+    if (*line == ' ') ++line;
+    const unsigned long long start = parse_ull(line);
+    if (group_count < max_groups) groups[group_count++] = {pgid, start};
+  } else if (op == '-') {
+    for (int i = 0; i < group_count; ++i) {
+      if (groups[i].pgid == pgid) {
+        groups[i] = groups[--group_count];
+        break;
+      }
+    }
+  }
+}
+
+// Reads the runner's messages; false once the runner is gone.
+bool read_messages(int lifeline) {
+  ssize_t r;
+  do {
+    r = ::read(lifeline, message_buf + message_len, sizeof message_buf - 1 - message_len);
+  } while (r < 0 && errno == EINTR);
+  if (r <= 0) return false;
+  message_len += static_cast<std::size_t>(r);
+  std::size_t start = 0;
+  for (std::size_t i = 0; i < message_len; ++i) {
+    if (message_buf[i] != '\n') continue;
+    message_buf[i] = '\0';
+    take_message(message_buf + start);
+    start = i + 1;
+  }
+  std::memmove(message_buf, message_buf + start, message_len - start);
+  message_len -= start;
+  if (message_len == sizeof message_buf - 1) message_len = 0;  // garbage: drop it
+  return true;
+}
+
+// The start time of /proc/<pid>, or 0 when the process is gone.
+unsigned long long start_time_of(pid_t pid) {
+  char path[64] = "/proc/";
+  char digits[16];
+  int n = 0;
+  for (auto v = static_cast<unsigned long>(pid); v != 0 && n < 15; v /= 10) {
+    digits[n++] = static_cast<char>('0' + v % 10);
+  }
+  std::size_t len = 6;
+  while (n > 0) path[len++] = digits[--n];
+  std::memcpy(path + len, "/stat", 6);
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  char buf[1024];
+  const ssize_t r = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (r <= 0) return 0;
+  buf[r] = '\0';
+  // Field 22 (start time) counting from the last ')' (the name may hold anything).
+  const char* p = nullptr;
+  for (ssize_t i = r - 1; i >= 0; --i) {
+    if (buf[i] == ')') {
+      p = buf + i + 1;
+      break;
+    }
+  }
+  if (p == nullptr) return 0;
+  for (int field = 2; field < 22 && *p != '\0'; ++p) {
+    if (*p == ' ') ++field;
+  }
+  return parse_ull(p);
+}
+
+// SIGKILL to every recorded group. A group whose leader's pid now names a process
+// that started at another time has been recycled: skipped. When the leader is gone,
+// its pid cannot have been handed out again while the group still has members, so
+// killing the group reaches only them (or nobody).
+void kill_groups() {
+  for (int i = 0; i < group_count; ++i) {
+    const unsigned long long now = start_time_of(groups[i].pgid);
+    if (now != 0 && now != groups[i].start_time) continue;
+    ::kill(-groups[i].pgid, SIGKILL);
+  }
+}
+
 [[noreturn]] void reaper_main(int lifeline) {
   // Keep only the lifeline; stdio points at /dev/null.
 #ifdef SYS_close_range
@@ -111,17 +214,16 @@ int kill_marked(uid_t uid, pid_t self) {
   ::prctl(PR_SET_NAME, "harness-reaper", 0, 0, 0);
   // Signals stay blocked (inherited from the harness thread): only SIGKILL stops us.
 
-  char byte;
-  for (;;) {
-    ssize_t r = ::read(lifeline, &byte, 1);
-    if (r == 0) break;                       // the runner is gone
-    if (r < 0 && errno != EINTR) break;
+  while (read_messages(lifeline)) {
   }
 
+  // The runner is gone. Its servers' process groups first (members that dropped the
+  // marker), then everything carrying one of its markers, rescanning until a pass
+  // finds nothing (a dying tree may still fork); between passes, back off briefly so
+  // killed processes can leave /proc.
+  kill_groups();
   const uid_t uid = ::getuid();
   const pid_t self = ::getpid();
-  // Rescan until a pass finds nothing (a dying tree may still fork). Between passes,
-  // back off briefly so killed processes can leave /proc.
   for (int pass = 0, quiet = 0; pass < 2000 && quiet < 2; ++pass) {
     if (kill_marked(uid, self) == 0) {
       ++quiet;
@@ -152,8 +254,10 @@ pid_t ensure_reaper(const std::string& runner_token) {
   std::memcpy(marker_prefix, prefix.data(), prefix.size());
   marker_prefix_len = prefix.size();
 
+  // The lifeline: a socket pair rather than a pipe, so that the runner can send
+  // with MSG_NOSIGNAL (no SIGPIPE in a test program if the reaper is gone).
   int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) return 0;
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) return 0;
   int report[2];  // the grandchild's pid travels back through this pipe
   if (::pipe2(report, O_CLOEXEC) != 0) {
     ::close(fds[0]);
@@ -197,6 +301,29 @@ pid_t ensure_reaper(const std::string& runner_token) {
   lifeline_write = fds[1];  // kept open (CLOEXEC) for the life of the runner
   reaper_pid = reaper;
   return reaper_pid;
+}
+
+namespace {
+void send_line(const char* text, std::size_t len) {
+  if (lifeline_write < 0 || attempted_by != ::getpid()) return;
+  // Never blocks and never raises SIGPIPE; if the reaper fell behind by a whole
+  // socket buffer the record is lost (PDEATHSIG and the markers still apply).
+  ssize_t ignored = ::send(lifeline_write, text, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+  (void)ignored;
+}
+}  // namespace
+
+void reaper_note_group(pid_t pgid, std::uint64_t leader_start_time) {
+  char line[64];
+  const int n = std::snprintf(line, sizeof line, "+%d %llu\n", static_cast<int>(pgid),
+                              static_cast<unsigned long long>(leader_start_time));
+  if (n > 0) send_line(line, static_cast<std::size_t>(n));
+}
+
+void reaper_forget_group(pid_t pgid) {
+  char line[32];
+  const int n = std::snprintf(line, sizeof line, "-%d\n", static_cast<int>(pgid));
+  if (n > 0) send_line(line, static_cast<std::size_t>(n));
 }
 
 }  // namespace harness::detail

@@ -32,7 +32,7 @@ TEST(RunnerDeath, SigkilledRunnerLeavesNothingBehind) {
       }
     }
     ASSERT_FALSE(token.empty());
-    ASSERT_EQ(pidfds.size(), 9u);
+    ASSERT_EQ(pidfds.size(), 11u);
 
     ASSERT_TRUE(runner.signal(SIGKILL));
     const auto deadline = std::chrono::steady_clock::now() + 2s;
