@@ -136,8 +136,7 @@ session_record harness_once(int id) {
   const auto& f = s.error();
   // A start that failed because every attempt lost its port is a port-conflict failure.
   const bool conflict = f.code == harness::errc::attempts_exhausted ||
-                        f.code == harness::errc::port_collision ||
-                        f.code == harness::errc::wrong_listener;
+                        f.code == harness::errc::port_collision;
   r.outcome = conflict ? "conflict" : "failed";
   report_failure("harness", id, f.message());
   return r;

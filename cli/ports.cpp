@@ -6,43 +6,13 @@
 #include <iostream>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "exit_codes.hpp"
 #include "harness/lease.hpp"
 
 namespace harness_cli {
 namespace {
-
-std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (const unsigned char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out.push_back(static_cast<char>(c));
-        }
-    }
-  }
-  return out + "\"";
-}
 
 // "42s", "3m05s", "2h07m", "4d03h".
 std::string age_text(std::int64_t seconds) {
@@ -92,15 +62,16 @@ int ports_command(const ports_args& args) {
   };
 
   if (args.json) {
-    std::cout << "[";
-    const char* sep = "\n";
+    auto list = nlohmann::json::array();
     for (const auto& r : records) {
-      std::cout << sep << "  {\"port\": " << r.port << ", \"held\": " << (r.held ? "true" : "false")
-                << ", \"pid\": " << r.pid << ", \"since\": " << r.since
-                << ", \"age_seconds\": " << age(r) << ", \"note\": " << json_string(r.note) << "}";
-      sep = ",\n";
+      list.push_back({{"port", r.port},
+                      {"held", r.held},
+                      {"pid", r.pid},
+                      {"since", r.since},
+                      {"age_seconds", age(r)},
+                      {"note", r.note}});
     }
-    std::cout << (records.empty() ? "]\n" : "\n]\n");
+    std::cout << list.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     return exit_code::ok;
   }
   char line[64];

@@ -25,12 +25,10 @@ class category final : public std::error_category {
       case errc::bad_announcement: return "malformed port announcement";
       case errc::port_out_of_range: return "announced port out of range";
       case errc::port_collision: return "port taken by another process";
-      case errc::wrong_listener: return "the listener on the port is not our server";
       case errc::probe_failed: return "readiness probe failed";
       case errc::attempts_exhausted: return "every start attempt failed";
       case errc::pool_exhausted: return "no free port in the lease pool";
       case errc::not_running: return "process is not running";
-      case errc::stop_timeout: return "process did not stop in time";
       case errc::timeout: return "timed out";
       case errc::output_closed: return "output ended before a matching line";
     }

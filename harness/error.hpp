@@ -40,14 +40,12 @@ enum class errc {
   bad_announcement,          // a malformed announce line / notify message
   port_out_of_range,         // an announced port outside 1..65535
   port_collision,            // the port was taken by somebody else
-  wrong_listener,            // the listener on our port is not in the child's tree
   probe_failed,              // a readiness probe reported a definite failure
   attempts_exhausted,        // every respawn attempt failed
   pool_exhausted,            // no free port left in the lease pool
 
   // Lifecycle.
   not_running,               // the operation needs a live child
-  stop_timeout,              // the child did not die even after SIGKILL
   timeout,                   // a wait passed its deadline
   output_closed,             // the output ended before a matching line appeared
 };

@@ -46,7 +46,9 @@ struct output_options {
   std::size_t tail_bytes = 64 * 1024;
   // Longer lines are cut into pieces of this many bytes.
   std::size_t max_line = 16 * 1024;
-  // Write a log file with both streams. The file is kept after the process ends.
+  // Write a log file with both streams. The file is kept after the process ends; in
+  // the default directory, files older than $HARNESS_LOG_KEEP_HOURS (default 24) are
+  // deleted later, in the background. A directory you choose is never pruned.
   bool log_file = true;
   // Where log files go. Empty: $HARNESS_LOG_DIR, else <private state dir>/logs.
   std::filesystem::path log_dir{};

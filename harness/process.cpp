@@ -389,22 +389,22 @@ std::string sanitize(std::string_view name) {
 }
 
 result<std::filesystem::path> log_directory(const output_options& o) {
-  std::filesystem::path dir;
   if (!o.log_dir.empty() ||
       (std::getenv("HARNESS_LOG_DIR") != nullptr && *std::getenv("HARNESS_LOG_DIR") != '\0')) {
-    dir = !o.log_dir.empty() ? o.log_dir : std::getenv("HARNESS_LOG_DIR");
+    // A directory the user chose: created if needed, and otherwise left to them.
+    std::filesystem::path dir = !o.log_dir.empty() ? o.log_dir : std::getenv("HARNESS_LOG_DIR");
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
     if (!std::filesystem::is_directory(dir, ec)) {
-      return make_failure(errc::invalid_argument,
+      return make_failure(ec ? ec : std::make_error_code(std::errc::not_a_directory),
                           "log directory " + dir.string() + " cannot be created");
     }
-  } else {
-    auto d = state_subdir("logs");
-    if (!d) return d;
-    dir = *d;
+    return dir;
   }
-  prune_logs_in_background(dir);
+  // The private default: old logs are pruned there (log_prune.hpp).
+  auto dir = state_subdir("logs");
+  if (!dir) return dir;
+  prune_logs_in_background(*dir);
   return dir;
 }
 

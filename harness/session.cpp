@@ -638,6 +638,19 @@ start_outcome session_state::start_once(std::uint16_t use_port) {
         }
         if (collision) return collide(*collision);
       }
+      // Not (yet) listening, but it left processes of its own running: it forked into
+      // the background, and its copy may bind the port only later.
+      if (const auto tree = proc.tree(); tree.size() > 1) {
+        std::string pids;
+        for (std::size_t i = 1; i < tree.size(); ++i) {
+          pids += (i == 1 ? "" : ", ") + std::to_string(tree[i]);
+        }
+        return fail(errc::exited_before_ready,
+                    status.str() + "; it left " + std::to_string(tree.size() - 1) +
+                        (tree.size() == 2 ? " process" : " processes") + " running (pid " +
+                        pids + "): does it daemonize? Run it in the foreground",
+                    mode != port_mode::announce);
+      }
       return fail(errc::exited_before_ready, status.str(), mode != port_mode::announce);
     }
 
@@ -859,6 +872,7 @@ session_info info_of(const session_state& s) {
   std::lock_guard lock(s.info_m);
   const auto& p = s.proc;
   session_info info;
+  info.session = p.session_id();
   info.name = p.name();
   info.command = p.command_line();
   info.mode = s.mode;

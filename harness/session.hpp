@@ -157,6 +157,7 @@ std::vector<result<session>> start_all(std::vector<server_spec> specs);
 // A snapshot of one live session, for reports (the gtest listener prints these when
 // a test fails). Thread-safe.
 struct session_info {
+  std::string session{};   // the HARNESS_SESSION marker value of the server
   std::string name{};
   std::string command{};
   port_mode mode = port_mode::lease;

@@ -187,15 +187,36 @@ TEST_F(SessionTest, EnormousReadyTimeoutDoesNotEndAtOnce) {
 }
 
 TEST_F(SessionTest, AServerThatDaemonizesIsNotAPortCollision) {
-  // The started process exits at once; the copy it left behind listens on {port}.
+  // The started process exits at once; the copy it left behind listens on {port} a
+  // little later. (Were the copy to listen before the exit is seen, the session would
+  // be ready: the port is served by the tree. The delay keeps the exit first.)
   auto r = session::try_start(
-      {.command = {"/bin/sh", "-c", "\"$0\" --port=\"$1\" & exit 0", fixture_server(), "{port}"},
+      {.command = {"/bin/sh", "-c", "\"$0\" --port=\"$1\" --delay-ms=200 & exit 0", fixture_server(),
+                   "{port}"},
        .respawn = {.attempts = 3}});
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, errc::exited_before_ready);
   EXPECT_NE(r.error().message().find("does it daemonize?"), std::string::npos) << r.error().message();
   EXPECT_NE(r.error().message().find("1. port "), std::string::npos);
   EXPECT_EQ(r.error().message().find("2. port "), std::string::npos) << "it was respawned";
+}
+
+TEST_F(SessionTest, AServerThatDaemonizesIsNamedEvenBeforeItsCopyListens) {
+  // The copy left behind never binds (it waits for a file nobody creates): the exit
+  // is judged by the processes left running, in every mode.
+  const std::string never = (std::filesystem::temp_directory_path() / "harness-never-created").string();
+  for (const auto mode : {port_mode::lease, port_mode::announce}) {
+    SCOPED_TRACE(mode == port_mode::lease ? "lease" : "announce");
+    auto r = session::try_start(
+        {.command = {"/bin/sh", "-c", "\"$0\" --port=\"$1\" --wait-file=\"$2\" & exit 0", fixture_server(),
+                     mode == port_mode::lease ? "{port}" : "0", never},
+         .port = {.mode = mode}});
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, errc::exited_before_ready);
+    const std::string text = r.error().message();
+    EXPECT_NE(text.find("exited with status 0; it left 1 process running (pid "), std::string::npos) << text;
+    EXPECT_NE(text.find("does it daemonize?"), std::string::npos) << text;
+  }
 }
 
 TEST_F(SessionTest, CallbackProbeIsPolledUntilReady) {

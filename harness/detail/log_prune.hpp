@@ -1,4 +1,6 @@
-// Private: keeping the log directory from growing without bound.
+// Private: keeping the default log directory (<state dir>/logs) from growing without
+// bound. Directories the user chooses (output_options::log_dir, HARNESS_LOG_DIR) are
+// never pruned.
 //
 // Every process the harness starts gets a log file, and a developer's test loop starts
 // thousands a day. Files whose names the harness made

@@ -208,15 +208,4 @@ std::vector<pid_t> find_tree(std::string_view marker, const tree_scope& scope, b
       });
 }
 
-std::size_t open_fd_count() {
-  std::size_t n = 0;
-  DIR* dir = ::opendir("/proc/self/fd");
-  if (dir == nullptr) return 0;
-  while (const dirent* e = ::readdir(dir)) {
-    if (e->d_name[0] != '.') ++n;
-  }
-  ::closedir(dir);
-  return n - 1;  // the directory's own fd
-}
-
 }  // namespace harness::detail::procfs

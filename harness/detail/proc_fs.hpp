@@ -62,7 +62,4 @@ struct tree_scope {
 std::vector<pid_t> find_tree(std::string_view marker, const tree_scope& scope,
                              bool full_scan = false);
 
-// Number of open fds of this process.
-std::size_t open_fd_count();
-
 }  // namespace harness::detail::procfs

@@ -10,8 +10,7 @@
 #include <cstring>
 #include <fstream>
 
-// Boost.JSON without a library to link: its sources are compiled into this file.
-#include <boost/json/src.hpp>
+#include <nlohmann/json.hpp>
 
 #include "harness/session.hpp"
 
@@ -32,30 +31,33 @@ void append_report(const session_info& info, const exit_status& final_status, lo
   const char* path = std::getenv("HARNESS_REPORT");
   if (path == nullptr || *path == '\0') return;
 
-  boost::json::object line;
-  line["runner"] = runner_name();
-  line["runner_pid"] = static_cast<std::int64_t>(::getpid());
-  line["name"] = info.name;
-  line["command"] = info.command;
-  line["mode"] = to_string(info.mode);
-  line["endpoint"] = info.endpoint;
-  line["port"] = info.port;
-  line["pid"] = info.pid;
-  boost::json::array attempts;
+  nlohmann::json attempts = nlohmann::json::array();
   for (const auto& a : info.attempts) {
-    attempts.push_back(boost::json::object{{"port", a.port},
-                                           {"outcome", to_string(a.outcome)},
-                                           {"reason", a.reason},
-                                           {"ms", a.duration.count()}});
+    attempts.push_back({{"port", a.port},
+                        {"outcome", to_string(a.outcome)},
+                        {"reason", a.reason},
+                        {"ms", a.duration.count()}});
   }
-  line["attempts"] = std::move(attempts);
-  line["ready_ms"] = info.ready_time.count();
-  line["status"] = final_status.str();
-  line["stop_ms"] = stop_ms;
-  std::string text = boost::json::serialize(line);
+  const nlohmann::json line = {
+      {"runner", runner_name()},
+      {"runner_pid", static_cast<std::int64_t>(::getpid())},
+      {"session", info.session},
+      {"name", info.name},
+      {"command", info.command},
+      {"mode", to_string(info.mode)},
+      {"endpoint", info.endpoint},
+      {"port", info.port},
+      {"pid", info.pid},
+      {"attempts", std::move(attempts)},
+      {"ready_ms", info.ready_time.count()},
+      {"status", final_status.str()},
+      {"stop_ms", stop_ms},
+  };
+  // Invalid UTF-8 in a server's command is replaced rather than thrown about.
+  std::string text = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   text.push_back('\n');
 
-  const int fd = ::open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  const int fd = ::open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
   const bool ok = fd >= 0 && ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
   const int err = errno;
   if (fd >= 0) ::close(fd);

@@ -26,12 +26,10 @@ std::string_view errc_name(int value) {
     case errc::bad_announcement: return "bad_announcement";
     case errc::port_out_of_range: return "port_out_of_range";
     case errc::port_collision: return "port_collision";
-    case errc::wrong_listener: return "wrong_listener";
     case errc::probe_failed: return "probe_failed";
     case errc::attempts_exhausted: return "attempts_exhausted";
     case errc::pool_exhausted: return "pool_exhausted";
     case errc::not_running: return "not_running";
-    case errc::stop_timeout: return "stop_timeout";
     case errc::timeout: return "timeout";
     case errc::output_closed: return "output_closed";
   }

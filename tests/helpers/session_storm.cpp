@@ -3,19 +3,116 @@
 //
 //   session-storm <fixture-server> <sessions> <invariant dir>
 //
-// While a session is ready, this process owns <invariant dir>/<port>, created with
-// O_EXCL: if two holders ever had the same port at once, the second create fails.
+// For the whole time a session is ready and in use, this process owns the claim file
+// <invariant dir>/<port>, created with O_EXCL right after the session is ready and
+// unlinked only immediately before stop() (the lease itself is held until the session
+// object is destroyed, after that). If two holders ever had the same port at once,
+// the second create fails (EEXIST), or the first one's unlink finds its claim gone
+// (ENOENT): both count as violations. While the claim is held the server is used: a
+// request "x" must be answered "pong: x"; a wrong or missing answer is a failure.
+//
 // Prints "DONE <sessions> <failures> <violations> <respawns>" and exits 0 only when
 // failures and violations are both 0.
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
+#include <cstdint>
 #include <cstring>
 #include <iostream>
+#include <optional>
 #include <string>
 
 #include "harness/session.hpp"
+#include "harness/timeouts.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using clock_type = std::chrono::steady_clock;
+
+int millis_left(clock_type::time_point deadline) {
+  const auto left =
+      std::chrono::ceil<std::chrono::milliseconds>(deadline - clock_type::now()).count();
+  return left > 0 ? static_cast<int>(left) : 0;
+}
+
+// Sends `line` + "\n" to 127.0.0.1:port and returns the first reply line (without
+// "\n"), or nullopt with `why` set. Bounded by `timeout` in all.
+std::optional<std::string> request(std::uint16_t port, const std::string& line,
+                                   std::chrono::milliseconds timeout, std::string& why) {
+  const auto deadline = clock_type::now() + timeout;
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) {
+    why = std::string("socket: ") + std::strerror(errno);
+    return std::nullopt;
+  }
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::optional<std::string> reply;
+  auto wait = [&](short events) {
+    pollfd p{fd, events, 0};
+    int n;
+    do {
+      n = ::poll(&p, 1, millis_left(deadline));
+    } while (n < 0 && errno == EINTR);
+    return n == 1;
+  };
+  do {
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+      if (errno != EINPROGRESS) {
+        why = std::string("connect: ") + std::strerror(errno);
+        break;
+      }
+      int err = 0;
+      socklen_t len = sizeof err;
+      if (!wait(POLLOUT)) {
+        why = "connect: timed out";
+        break;
+      }
+      ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+      if (err != 0) {
+        why = std::string("connect: ") + std::strerror(err);
+        break;
+      }
+    }
+    const std::string msg = line + "\n";
+    if (::send(fd, msg.data(), msg.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(msg.size())) {
+      why = std::string("send: ") + std::strerror(errno);
+      break;
+    }
+    std::string got;
+    for (;;) {
+      if (!wait(POLLIN)) {
+        why = "no answer in time (got \"" + got + "\")";
+        break;
+      }
+      char buf[256];
+      const ssize_t n = ::read(fd, buf, sizeof buf);
+      if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+      if (n <= 0) {
+        why = "connection closed (got \"" + got + "\")";
+        break;
+      }
+      got.append(buf, static_cast<std::size_t>(n));
+      if (const auto eol = got.find('\n'); eol != std::string::npos) {
+        reply = got.substr(0, eol);
+        break;
+      }
+    }
+  } while (false);
+  ::close(fd);
+  return reply;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   if (argc != 4) {
@@ -34,17 +131,38 @@ int main(int argc, char** argv) {
       continue;
     }
     respawns += static_cast<int>(s->attempts().size()) - 1;
-    const std::string claim = dir + "/" + std::to_string(s->port());
+    const std::uint16_t port = s->port();
+
+    // The claim: from ready until just before stop().
+    const std::string claim = dir + "/" + std::to_string(port);
     const int fd = ::open(claim.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) {
+      const int err = errno;
       ++violations;
-      std::cerr << "port " << s->port() << " is held twice: " << std::strerror(errno) << "\n";
-      continue;
+      std::cerr << "session " << i << ": port " << port << " is held twice: cannot claim "
+                << claim << ": " << std::strerror(err) << "\n";
+      continue;  // the claim is the other holder's: leave it; the destructor stops ours
     }
     const std::string me = std::to_string(::getpid()) + "\n";
-    if (::write(fd, me.data(), me.size()) < 0) ++failures;
+    if (::write(fd, me.data(), me.size()) != static_cast<ssize_t>(me.size())) ++failures;
     ::close(fd);
-    ::unlink(claim.c_str());  // give up the claim before the lease
+
+    // Use the server while the claim is held.
+    std::string why;
+    const auto reply = request(port, "x", harness::timeouts::scaled(10s), why);
+    if (!reply || *reply != "pong: x") {
+      ++failures;
+      std::cerr << "session " << i << ": port " << port << ": "
+                << (reply ? "answered \"" + *reply + "\", not \"pong: x\"" : why) << "\n";
+    }
+
+    // Give up the claim immediately before stop() (the lease outlives the claim).
+    if (::unlink(claim.c_str()) != 0) {
+      const int err = errno;
+      ++violations;
+      std::cerr << "session " << i << ": port " << port << ": our claim " << claim
+                << " was taken away while we held the port: " << std::strerror(err) << "\n";
+    }
     s->stop();
   }
   std::cout << "DONE " << sessions << " " << failures << " " << violations << " " << respawns

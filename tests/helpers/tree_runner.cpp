@@ -1,26 +1,41 @@
-// A test runner stand-in: starts server trees with serve-harness, reports every pid,
-// then waits to be killed. Used by tests/reliability/runner_death_test.cpp.
+// A test runner stand-in: starts server trees with serve-harness, reports them, then
+// waits to be killed. Used by tests/reliability/runner_death_test.cpp.
 //
 //   tree-runner <fixture-server>
 // prints "TOKEN <runner token>", then "PID <pid>" for each process of the trees,
 // then "READY", and blocks until killed.
+//
+//   tree-runner <fixture-server> --sessions=<d0>,<d1>,<d2>,<d3>
+// prints "TOKEN <runner token>" first, then at once starts four lease-mode sessions in
+// parallel, server i sleeping d_i ms before it binds (so that a kill can land before,
+// during or after readiness):
+//   0: a plain server;
+//   1: a `sh -c 'srv & wait'` tree;
+//   2: a server whose child calls setsid;
+//   3: a server ignoring SIGTERM with a child and an orphaned setsid grandchild.
+// As each becomes ready it prints "LEASE <port> <n>" (n = 1, 2, ...: how many are
+// ready so far). Once all are, "READY"; then it blocks until killed. A start that
+// fails prints "FAILED <i>" (and the error on stderr) and the runner exits 1.
 #include <unistd.h>
 
 #include <cstdio>
+#include <future>
 #include <iostream>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "harness/detail/io_thread.hpp"
 #include "harness/process.hpp"
+#include "harness/session.hpp"
 
 using namespace std::chrono_literals;
 
-int main(int argc, char** argv) {
-  if (argc != 2) {
-    std::cerr << "usage: tree-runner <fixture-server>\n";
-    return 64;
-  }
-  const std::string fixture = argv[1];
+namespace {
+
+int run_trees(const std::string& fixture) {
   std::vector<harness::process> trees;
   // A plain server, a server with children in and out of its group (and ignoring
   // SIGTERM), a `sh -c 'srv & wait'` tree, a group member without the marker, and a
@@ -69,4 +84,67 @@ int main(int argc, char** argv) {
   }
   std::cout << "READY" << std::endl;
   for (;;) ::pause();
+}
+
+int run_sessions(const std::string& fixture, std::string_view delays_text) {
+  std::vector<std::string> delays;
+  std::istringstream in{std::string(delays_text)};
+  for (std::string d; std::getline(in, d, ',');) delays.push_back(d);
+  if (delays.size() != 4) {
+    std::cerr << "--sessions needs four delays (ms), e.g. --sessions=0,10,40,80\n";
+    return 64;
+  }
+  std::vector<std::vector<std::string>> commands = {
+      {fixture, "--port={port}", "--delay-ms=" + delays[0]},
+      {"/bin/sh", "-c", "\"$0\" --port=\"$1\" --delay-ms=\"$2\" & wait", fixture, "{port}",
+       delays[1]},
+      {fixture, "--port={port}", "--fork-setsid", "--delay-ms=" + delays[2]},
+      {fixture, "--port={port}", "--fork-child", "--fork-daemon", "--child-ignores-sigterm",
+       "--ignore-sigterm", "--delay-ms=" + delays[3]},
+  };
+
+  // The token first: the test may kill us the moment it has read it.
+  std::cout << "TOKEN " << harness::detail::io_thread::get().runner_token() << std::endl;
+
+  std::mutex out_m;
+  int ready = 0;
+  std::vector<std::future<harness::result<harness::session>>> starts;
+  for (std::size_t i = 0; i < commands.size(); ++i) {
+    starts.push_back(std::async(std::launch::async, [&, i] {
+      auto s = harness::session::try_start({.command = commands[i]});
+      std::lock_guard lock(out_m);
+      if (s) {
+        std::cout << "LEASE " << s->port() << " " << ++ready << std::endl;
+      } else {
+        std::cerr << "session " << i << ": " << s.error().message() << std::endl;
+        std::cout << "FAILED " << i << std::endl;
+      }
+      return s;
+    }));
+  }
+  std::vector<harness::session> sessions;
+  bool failed = false;
+  for (auto& f : starts) {
+    auto s = f.get();
+    if (s) {
+      sessions.push_back(std::move(*s));
+    } else {
+      failed = true;
+    }
+  }
+  if (failed) return 1;
+  std::cout << "READY" << std::endl;
+  for (;;) ::pause();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::string_view flag = "--sessions=";
+  if (argc == 2) return run_trees(argv[1]);
+  if (argc == 3 && std::string_view(argv[2]).substr(0, flag.size()) == flag) {
+    return run_sessions(argv[1], std::string_view(argv[2]).substr(flag.size()));
+  }
+  std::cerr << "usage: tree-runner <fixture-server> [--sessions=<d0>,<d1>,<d2>,<d3>]\n";
+  return 64;
 }
