@@ -62,7 +62,7 @@ int ports_command(const ports_args& args) {
   };
 
   if (args.json) {
-    auto list = nlohmann::json::array();
+    auto list = nlohmann::ordered_json::array();
     for (const auto& r : records) {
       list.push_back({{"port", r.port},
                       {"held", r.held},
@@ -71,7 +71,7 @@ int ports_command(const ports_args& args) {
                       {"age_seconds", age(r)},
                       {"note", r.note}});
     }
-    std::cout << list.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    std::cout << list.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << "\n";
     return exit_code::ok;
   }
   char line[64];

@@ -2,11 +2,13 @@
 #include "harness/session.hpp"
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 #include <unistd.h>
 
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "harness/detail/io_thread.hpp"
 #include "support.hpp"
@@ -510,15 +512,28 @@ TEST_F(SessionTest, ReportFileGetsOneLinePerStoppedServer) {
     s.stop();
     s.stop();  // idempotent: no second line for the same server
     const auto text = harness_test::read_text(report);
-    EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 2) << text;
-    EXPECT_NE(text.find("\"name\":\"reported\""), std::string::npos) << text;
-    EXPECT_NE(text.find("\"mode\":\"lease\""), std::string::npos) << text;
-    EXPECT_NE(text.find("\"port\":" + std::to_string(port)), std::string::npos) << text;
-    EXPECT_NE(text.find("\"status\":\"exited with status 0\""), std::string::npos) << text;
-    EXPECT_NE(text.find("\"outcome\":\"ready\""), std::string::npos) << text;
-    EXPECT_NE(text.find("\"runner\":\"session_test\""), std::string::npos) << text;
-    // Each line holds the starts of its own server: the restarted one has one, not two.
-    EXPECT_EQ(text.find("},{\"port\""), std::string::npos) << text;
+    ASSERT_EQ(std::count(text.begin(), text.end(), '\n'), 2) << text;
+    std::istringstream lines(text);
+    std::vector<nlohmann::json> records;
+    for (std::string line; std::getline(lines, line);) {
+      records.push_back(nlohmann::json::parse(line, nullptr, false));
+      ASSERT_TRUE(records.back().is_object()) << "not a JSON object: " << line;
+    }
+    for (const auto& r : records) {
+      EXPECT_EQ(r.value("name", ""), "reported") << r;
+      EXPECT_EQ(r.value("mode", ""), "lease") << r;
+      EXPECT_EQ(r.value("port", 0), port) << r;
+      EXPECT_EQ(r.value("status", ""), "exited with status 0") << r;
+      EXPECT_EQ(r.value("runner", ""), "session_test") << r;
+      EXPECT_EQ(r.value("runner_pid", 0), ::getpid()) << r;
+      EXPECT_FALSE(r.value("session", "").empty()) << r;
+      // Each line holds the starts of its own server: the restarted one has one, not two.
+      ASSERT_TRUE(r.contains("attempts") && r["attempts"].is_array()) << r;
+      ASSERT_EQ(r["attempts"].size(), 1u) << r;
+      EXPECT_EQ(r["attempts"][0].value("outcome", ""), "ready") << r;
+      EXPECT_EQ(r["attempts"][0].value("port", 0), port) << r;
+    }
+    EXPECT_NE(records[0].value("pid", 0), records[1].value("pid", 0)) << "one line per server";
   }
   ::unsetenv("HARNESS_REPORT");
 }

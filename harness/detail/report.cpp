@@ -31,14 +31,14 @@ void append_report(const session_info& info, const exit_status& final_status, lo
   const char* path = std::getenv("HARNESS_REPORT");
   if (path == nullptr || *path == '\0') return;
 
-  nlohmann::json attempts = nlohmann::json::array();
+  nlohmann::ordered_json attempts = nlohmann::ordered_json::array();
   for (const auto& a : info.attempts) {
     attempts.push_back({{"port", a.port},
                         {"outcome", to_string(a.outcome)},
                         {"reason", a.reason},
                         {"ms", a.duration.count()}});
   }
-  const nlohmann::json line = {
+  const nlohmann::ordered_json line = {
       {"runner", runner_name()},
       {"runner_pid", static_cast<std::int64_t>(::getpid())},
       {"session", info.session},
@@ -54,7 +54,7 @@ void append_report(const session_info& info, const exit_status& final_status, lo
       {"stop_ms", stop_ms},
   };
   // Invalid UTF-8 in a server's command is replaced rather than thrown about.
-  std::string text = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  std::string text = line.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
   text.push_back('\n');
 
   const int fd = ::open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);

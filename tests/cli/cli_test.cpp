@@ -5,6 +5,7 @@
 // output lines and its exit (with deadlines), never on sleeps.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -608,20 +609,38 @@ TEST(CliPorts, ListsAHeldLease) {
       table.out, std::regex("(^|\n)" + port + " +yes +" + me + " +\\S+ +" + note + "\n")))
       << table;
 
+  // The JSON entry of our port, or null (the output must parse as an array either way).
+  auto entry_of = [&](const outcome& o) {
+    const auto list = nlohmann::json::parse(o.out, nullptr, false);
+    EXPECT_TRUE(list.is_array()) << o;
+    if (list.is_array()) {
+      for (const auto& e : list) {
+        if (e.value("port", 0) == l.port()) return e;
+      }
+    }
+    return nlohmann::json();
+  };
   const outcome json = run_cli({"ports", "--json"}, 4 << 20);
   EXPECT_EQ(json.status, exit_status::exited_with(0)) << json;
-  EXPECT_TRUE(contains(json.out, "{\"port\": " + port + ", \"held\": true, \"pid\": " + me + ", "))
-      << json;
-  EXPECT_TRUE(contains(json.out, "\"note\": \"" + note + "\"}")) << json;
+  const auto mine = entry_of(json);
+  ASSERT_TRUE(mine.is_object()) << json;
+  EXPECT_EQ(mine.value("held", false), true) << mine;
+  EXPECT_EQ(mine.value("pid", 0), ::getpid()) << mine;
+  EXPECT_EQ(mine.value("note", ""), note) << mine;
+  EXPECT_GE(mine.value("age_seconds", -1), 0) << mine;
+  EXPECT_GT(mine.value("since", 0), 0) << mine;
+  // Keys in the documented order, one entry per port.
+  EXPECT_TRUE(contains(json.out, "\"port\": " + port + ",\n    \"held\": true,\n    \"pid\": " + me)) << json;
 
   l.release();
   const outcome held = run_cli({"ports", "--json"}, 4 << 20);
-  EXPECT_FALSE(contains(held.out, "\"note\": \"" + note + "\"")) << held;
+  const auto gone = entry_of(held);
+  EXPECT_FALSE(gone.is_object() && gone.value("note", "") == note) << held;
   const outcome all = run_cli({"ports", "--json", "--all"}, 16 << 20);
   // (Another process may lease the port again at once: only the entry must remain.)
-  EXPECT_TRUE(contains(all.out, "{\"port\": " + port + ", \"held\": ")) << all;
-  EXPECT_FALSE(contains(all.out, "{\"port\": " + port + ", \"held\": true, \"pid\": " + me + ", "))
-      << all;
+  const auto kept = entry_of(all);
+  ASSERT_TRUE(kept.is_object()) << all;
+  EXPECT_FALSE(kept.value("held", false) && kept.value("pid", 0) == ::getpid()) << kept;
 }
 
 // --- the acceptance check of the issue -----------------------------------------------
