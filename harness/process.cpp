@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
+#include <future>
 #include <mutex>
 #include <thread>
 #include <unordered_set>
@@ -842,7 +843,22 @@ exit_status process::stop(const stop_policy& policy) {
   // runner's fd count is back where it was before the spawn. Done outside the stop
   // lock: an on_exit callback run from here may itself call stop().
   auto keep = state_;
-  detail::io_thread::get().run([keep] { detail::release_io(keep); });
+  auto& io = detail::io_thread::get();
+  if (io.on_this_thread()) {  // stop() from an on_exit callback
+    detail::release_io(keep);
+    return final;
+  }
+  // The reads and the exit watch cancelled by release_io() complete in handlers queued
+  // behind it, and those hold the state (and its log file) until they have run: the
+  // signal that we are done is queued behind them.
+  std::promise<void> released;
+  auto done = released.get_future();
+  io.post([keep = std::move(keep), &io, &released]() mutable {
+    detail::release_io(keep);
+    keep.reset();
+    io.post([&released] { released.set_value(); });
+  });
+  done.wait();
   return final;
 }
 

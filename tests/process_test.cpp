@@ -12,6 +12,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <thread>
 
 #include "harness/detail/log_prune.hpp"
@@ -231,6 +232,60 @@ TEST(Process, StartsUnderTheCommonOpenFileLimit) {
   auto line = r->output().wait_for_line("^FDS ", 10s);
   ASSERT_TRUE(line) << line.error().message();
   EXPECT_EQ(line->line, "FDS 0 1 2 5");
+}
+
+TEST(Process, RunningOutOfFdsAtAnyStepOfASpawnNeverThrows) {
+  // Each step of a spawn that needs an fd (log file, pipes, the exec-report pipe, the
+  // child's parking of fds, the pidfds) meets EMFILE in turn: with k free slots for
+  // k = 0, 1, 2, ... The spawn fails with an error or starts a process that can be
+  // stopped; it never throws and never leaks an fd.
+  {
+    process warm = process::spawn(fixture({"--exit-before-ready=0"}));  // io thread, reaper
+    ASSERT_TRUE(warm.wait_for(10s));
+  }
+  rlimit old{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &old), 0);
+  const std::size_t fds_before = harness_test::open_fd_count();
+  int failed = 0, started = 0;
+  for (int k = 0; k <= 24; ++k) {
+    SCOPED_TRACE("free fd slots: " + std::to_string(k));
+    rlimit low = old;
+    low.rlim_cur = std::min<rlim_t>(fds_before + 256, old.rlim_max);
+    ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+    std::vector<int> fillers;
+    for (int fd; (fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0;) fillers.push_back(fd);
+    ASSERT_EQ(errno, EMFILE);
+    ASSERT_GE(fillers.size(), static_cast<std::size_t>(k));
+    for (int i = 0; i < k; ++i) {  // free the k highest slots
+      ::close(fillers.back());
+      fillers.pop_back();
+    }
+    std::optional<harness::result<process>> r;
+    EXPECT_NO_THROW(r.emplace(process::try_spawn(fixture({"--port=0", "--announce-line=up"}))));
+    for (int fd : fillers) ::close(fd);
+    ::setrlimit(RLIMIT_NOFILE, &old);
+    if (!r) continue;
+    if (!*r) {
+      ++failed;
+      EXPECT_FALSE(r->error().message().empty());
+    } else {
+      ++started;
+      process& p = **r;
+      ASSERT_TRUE(p.output().wait_for_line("^up$", 10s)) << p.output().tail(stream::err);
+      EXPECT_EQ(p.stop(), exit_status::exited_with(0));
+    }
+    r.reset();
+    EXPECT_EQ(harness_test::open_fd_count(), fds_before) << "an fd was left behind: " << [] {
+      std::string out;
+      for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+        std::error_code ec;
+        out += e.path().filename().string() + "->" + std::filesystem::read_symlink(e.path(), ec).string() + " ";
+      }
+      return out;
+    }();
+  }
+  EXPECT_GT(failed, 0) << "no step ran out of fds: the test does not test anything";
+  EXPECT_GT(started, 0);
 }
 
 TEST(Process, TenMebibytesOnStderrDoNotBlockTheChild) {

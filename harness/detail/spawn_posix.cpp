@@ -10,10 +10,12 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <optional>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/process/v2/posix/default_launcher.hpp>
 #include <boost/process/v2/process.hpp>
+#include <boost/system/system_error.hpp>
 
 namespace harness::detail {
 namespace bp = boost::process::v2;
@@ -217,8 +219,19 @@ result<pid_t> spawn_child(const spawn_request& req) {
   static boost::asio::io_context launch_context;
   bp::posix::default_launcher launcher;
   bp::error_code ec;
-  auto child = launcher(launch_context.get_executor(), ec, bp::filesystem::path(req.program),
-                        argv.data(), setup);
+  std::optional<bp::basic_process<boost::asio::io_context::executor_type>> child;
+  try {
+    child.emplace(launcher(launch_context.get_executor(), ec, bp::filesystem::path(req.program),
+                           argv.data(), setup));
+  } catch (const boost::system::system_error&) {
+    // The exec succeeded, but Boost's process handle could not open a pidfd for the
+    // child: it was already reaped by somebody else (SIGCHLD set to SIG_IGN, a
+    // waitpid(-1) elsewhere), or this process is out of fds. The pid is ours either
+    // way; the caller tracks it without a pidfd.
+    if (launcher.pid <= 0) throw;
+    ::setpgid(launcher.pid, launcher.pid);
+    return static_cast<pid_t>(launcher.pid);
+  }
   if (ec) {
     if (launcher.pid > 0) {
       // The child reported its exec failure and is exiting: reap it.
@@ -228,11 +241,11 @@ result<pid_t> spawn_child(const spawn_request& req) {
     }
     return make_failure(errc::spawn_failed, req.program + ": " + ec.message());
   }
-  const pid_t pid = child.id();
+  const pid_t pid = child->id();
   // Both sides set the group, so it is in place whichever runs first.
   ::setpgid(pid, pid);
   // From here on the harness owns the child: Boost must not kill it on destruction.
-  child.detach();
+  child->detach();
   return pid;
 }
 
