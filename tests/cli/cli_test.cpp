@@ -504,6 +504,9 @@ struct usage_case {
   const char* says;
 };
 
+// Names the case in test output and in CTest's test names (not a byte dump).
+void PrintTo(const usage_case& c, std::ostream* os) { *os << c.name; }
+
 class CliUsage : public testing::TestWithParam<usage_case> {};
 
 TEST_P(CliUsage, ExitsWith2AndSaysWhy) {
