@@ -9,12 +9,6 @@
 // Every step checks what it shows; the program exits 1 if anything did not behave as
 // described. It runs the fixture server from fixtures/ (HARNESS_FIXTURE_SERVER is set
 // by CMake to $<TARGET_FILE:fixture-server>).
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <unistd.h>
-
 #include <chrono>
 #include <csignal>
 #include <cstdint>
@@ -30,6 +24,7 @@
 #include "harness/exit_status.hpp"
 #include "harness/output.hpp"
 #include "harness/process.hpp"
+#include "line_client.hpp"
 
 #ifndef HARNESS_FIXTURE_SERVER
 #error "HARNESS_FIXTURE_SERVER must name the fixture-server executable"
@@ -53,36 +48,6 @@ struct step_failed : std::exception {
 
 void expect(bool ok, const std::string& what) {
   if (!ok) throw step_failed(what);
-}
-
-// Sends `line` + "\n" to 127.0.0.1:port and returns the first reply line.
-std::optional<std::string> tcp_request(std::uint16_t port, const std::string& line) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return std::nullopt;
-  timeval timeout{.tv_sec = 5, .tv_usec = 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  std::optional<std::string> reply;
-  if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0) {
-    const std::string msg = line + "\n";
-    if (::send(fd, msg.data(), msg.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(msg.size())) {
-      std::string got;
-      char c = 0;
-      while (::read(fd, &c, 1) == 1) {
-        if (c == '\n') {
-          reply = got;
-          break;
-        }
-        got.push_back(c);
-      }
-    }
-  }
-  ::close(fd);
-  return reply;
 }
 
 // The fields of /proc/<pid>/stat we need: state and start time (to tell the process
@@ -139,7 +104,7 @@ void cooperative_server() {
 
   const std::uint16_t port = wait_for_port(server);
 
-  const std::optional<std::string> reply = tcp_request(port, "ping");
+  const std::optional<std::string> reply = example::ping(port);
   expect(reply.has_value(), "no reply from 127.0.0.1:" + std::to_string(port));
   std::cout << "  request:  \"ping\" -> \"" << *reply << "\"\n";
   expect(*reply == "pong: ping", "expected the reply \"pong: ping\"");

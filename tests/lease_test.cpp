@@ -28,14 +28,9 @@ using harness::port_range;
 
 class LeaseTest : public testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/harness-lease-test-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
   harness::lease_options opts(port_range r) { return {.range = r, .directory = dir_}; }
-  std::filesystem::path dir_;
+  const harness_test::temp_dir tmp_{"harness-lease-test"};
+  const std::filesystem::path& dir_ = tmp_.path();
 };
 
 TEST_F(LeaseTest, HandsOutAPortOfTheRangeAndHoldsIt) {

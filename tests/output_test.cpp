@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "harness/detail/output_state.hpp"
+#include "support.hpp"
 
 namespace {
 
@@ -30,13 +31,8 @@ std::string read_file(const std::filesystem::path& p) {
 
 class TempDir : public testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/harness-output-test-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-  std::filesystem::path dir_;
+  const harness_test::temp_dir tmp_{"harness-output-test"};
+  const std::filesystem::path& dir_ = tmp_.path();
 };
 
 TEST(Output, SplitsLinesAcrossChunks) {

@@ -471,9 +471,8 @@ TEST(LogPrune, OnlyOldFilesWithOurNamesGo) {
   EXPECT_FALSE(is_harness_log_name("a-1-0123456789ab-1.txt"));
   EXPECT_FALSE(is_harness_log_name("-1-0123456789ab-1.log"));
 
-  char tmpl[] = "/tmp/harness-prune-XXXXXX";
-  ASSERT_NE(::mkdtemp(tmpl), nullptr);
-  const std::filesystem::path dir = tmpl;
+  const harness_test::temp_dir tmp{"harness-prune"};
+  const std::filesystem::path& dir = tmp.path();
   auto touch = [&](const std::string& name, std::chrono::hours age) {
     std::ofstream(dir / name) << "x";
     std::filesystem::last_write_time(dir / name, std::filesystem::file_time_type::clock::now() - age);
@@ -485,7 +484,6 @@ TEST(LogPrune, OnlyOldFilesWithOurNamesGo) {
   EXPECT_FALSE(std::filesystem::exists(dir / "old-1-0123456789ab-1.log"));
   EXPECT_TRUE(std::filesystem::exists(dir / "new-1-0123456789ab-2.log"));
   EXPECT_TRUE(std::filesystem::exists(dir / "users-own.log"));
-  std::filesystem::remove_all(dir);
 }
 
 TEST(LogPrune, TheLogsWeWriteHaveNamesWeWouldPrune) {

@@ -35,14 +35,9 @@ std::string ping(const session& s) {
 // A scratch directory per test, removed afterwards.
 class SessionTest : public testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/harness-session-test-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
   std::string path(const std::string& name) const { return (dir_ / name).string(); }
-  std::filesystem::path dir_;
+  const harness_test::temp_dir tmp_{"harness-session-test"};
+  const std::filesystem::path& dir_ = tmp_.path();
 };
 
 TEST(Placeholders, SubstitutionAndEscapes) {

@@ -9,51 +9,50 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <optional>
 #include <sstream>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include <gtest/gtest.h>
 
 #include "harness/lease.hpp"
+#include "tcp_client.hpp"  // tcp_request
 
 namespace harness_test {
 
 // Paths of the test programs, from CMake ($<TARGET_FILE:...>).
 inline const char* fixture_server() { return HARNESS_FIXTURE_SERVER; }
 
-// Sends `line` + "\n" to 127.0.0.1:port and returns the first reply line (without
-// "\n"), or nullopt on any failure.
-inline std::optional<std::string> tcp_request(std::uint16_t port, const std::string& line) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return std::nullopt;
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  std::optional<std::string> reply;
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
-    std::string msg = line + "\n";
-    if (::send(fd, msg.data(), msg.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(msg.size())) {
-      std::string got;
-      char c;
-      pollfd p{fd, POLLIN, 0};
-      while (::poll(&p, 1, 10'000) == 1 && ::read(fd, &c, 1) == 1) {
-        if (c == '\n') {
-          reply = got;
-          break;
-        }
-        got.push_back(c);
-      }
+// A fresh directory under /tmp, removed with everything in it on destruction. A
+// failed mkdtemp throws (GoogleTest reports it as a failure of the test).
+class temp_dir {
+ public:
+  explicit temp_dir(const std::string& prefix) {
+    std::string tmpl = "/tmp/" + prefix + "-XXXXXX";
+    if (::mkdtemp(tmpl.data()) == nullptr) {
+      throw std::system_error(errno, std::generic_category(), "mkdtemp " + tmpl);
     }
+    path_ = tmpl;
   }
-  ::close(fd);
-  return reply;
-}
+  ~temp_dir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+  [[nodiscard]] const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
 
 // A pidfd for `pid`, to learn later whether *that* process has exited.
 inline int open_pidfd(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }

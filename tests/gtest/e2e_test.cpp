@@ -101,12 +101,8 @@ std::string missing_program_text() {
 
 class GtestLayerEndToEnd : public testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/harness-gtest-e2e-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
+  const harness_test::temp_dir tmp_{"harness-gtest-e2e"};
+  const std::filesystem::path& dir_ = tmp_.path();
 
   // Runs a test program to its end (bounded: the wait is scaled by HARNESS_TIMEOUT_SCALE).
   run_output run(const char* program, std::vector<std::string> args) {
@@ -136,8 +132,6 @@ class GtestLayerEndToEnd : public testing::Test {
     EXPECT_THAT(r.xml, HasSubstr("<testsuites")) << "no XML report from " << program;
     return r;
   }
-
-  std::filesystem::path dir_;
 };
 
 // --- the program that fails on purpose ---------------------------------------------------

@@ -13,11 +13,7 @@
 //
 // Prints "DONE <sessions> <failures> <violations> <respawns>" and exits 0 only when
 // failures and violations are both 0.
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -30,89 +26,9 @@
 
 #include "harness/session.hpp"
 #include "harness/timeouts.hpp"
-
-namespace {
+#include "tcp_client.hpp"
 
 using namespace std::chrono_literals;
-using clock_type = std::chrono::steady_clock;
-
-int millis_left(clock_type::time_point deadline) {
-  const auto left =
-      std::chrono::ceil<std::chrono::milliseconds>(deadline - clock_type::now()).count();
-  return left > 0 ? static_cast<int>(left) : 0;
-}
-
-// Sends `line` + "\n" to 127.0.0.1:port and returns the first reply line (without
-// "\n"), or nullopt with `why` set. Bounded by `timeout` in all.
-std::optional<std::string> request(std::uint16_t port, const std::string& line,
-                                   std::chrono::milliseconds timeout, std::string& why) {
-  const auto deadline = clock_type::now() + timeout;
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0) {
-    why = std::string("socket: ") + std::strerror(errno);
-    return std::nullopt;
-  }
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  std::optional<std::string> reply;
-  auto wait = [&](short events) {
-    pollfd p{fd, events, 0};
-    int n;
-    do {
-      n = ::poll(&p, 1, millis_left(deadline));
-    } while (n < 0 && errno == EINTR);
-    return n == 1;
-  };
-  do {
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-      if (errno != EINPROGRESS) {
-        why = std::string("connect: ") + std::strerror(errno);
-        break;
-      }
-      int err = 0;
-      socklen_t len = sizeof err;
-      if (!wait(POLLOUT)) {
-        why = "connect: timed out";
-        break;
-      }
-      ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
-      if (err != 0) {
-        why = std::string("connect: ") + std::strerror(err);
-        break;
-      }
-    }
-    const std::string msg = line + "\n";
-    if (::send(fd, msg.data(), msg.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(msg.size())) {
-      why = std::string("send: ") + std::strerror(errno);
-      break;
-    }
-    std::string got;
-    for (;;) {
-      if (!wait(POLLIN)) {
-        why = "no answer in time (got \"" + got + "\")";
-        break;
-      }
-      char buf[256];
-      const ssize_t n = ::read(fd, buf, sizeof buf);
-      if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-      if (n <= 0) {
-        why = "connection closed (got \"" + got + "\")";
-        break;
-      }
-      got.append(buf, static_cast<std::size_t>(n));
-      if (const auto eol = got.find('\n'); eol != std::string::npos) {
-        reply = got.substr(0, eol);
-        break;
-      }
-    }
-  } while (false);
-  ::close(fd);
-  return reply;
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   if (argc != 4) {
@@ -149,7 +65,7 @@ int main(int argc, char** argv) {
 
     // Use the server while the claim is held.
     std::string why;
-    const auto reply = request(port, "x", harness::timeouts::scaled(10s), why);
+    const auto reply = harness_test::tcp_request(port, "x", harness::timeouts::scaled(10s), why);
     if (!reply || *reply != "pong: x") {
       ++failures;
       std::cerr << "session " << i << ": port " << port << ": "

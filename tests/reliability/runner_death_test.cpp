@@ -145,16 +145,8 @@ TEST(RunnerDeath, SigkilledAtVariedMomentsOfStartLeavesNothingAndFreesItsPorts) 
   const std::uint16_t first = block.front().port();
   const std::uint16_t last = block.back().port();
 
-  char tmpl[] = "/tmp/harness-runner-death-XXXXXX";
-  ASSERT_NE(::mkdtemp(tmpl), nullptr);
-  const std::filesystem::path state_dir = tmpl;
-  struct remove_at_exit {
-    std::filesystem::path dir;
-    ~remove_at_exit() {
-      std::error_code ignored;
-      std::filesystem::remove_all(dir, ignored);
-    }
-  } cleanup{state_dir};
+  const harness_test::temp_dir tmp{"harness-runner-death"};
+  const std::filesystem::path& state_dir = tmp.path();
 
   const unsigned seed = std::random_device{}();
   std::mt19937 rng(seed);

@@ -17,9 +17,8 @@ namespace {
 using namespace std::chrono_literals;
 
 TEST(SessionStorm, EightProcessesTwoHundredSessionsEach) {
-  char tmpl[] = "/tmp/harness-storm-XXXXXX";
-  ASSERT_NE(::mkdtemp(tmpl), nullptr);
-  const std::string dir = tmpl;
+  const harness_test::temp_dir tmp{"harness-storm"};
+  const std::string dir = tmp.path().string();
   constexpr int processes = 8;
   constexpr int sessions = 200;
   std::vector<harness::process> storm;
@@ -43,7 +42,6 @@ TEST(SessionStorm, EightProcessesTwoHundredSessionsEach) {
   std::vector<std::string> left;
   for (const auto& e : std::filesystem::directory_iterator(dir)) left.push_back(e.path().filename());
   EXPECT_TRUE(left.empty()) << "claims left behind: " << testing::PrintToString(left);
-  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
