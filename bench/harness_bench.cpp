@@ -51,7 +51,8 @@
 #include <vector>
 
 #include "bench_util.hpp"
-#include "harness/detail/proc_fs.hpp"   // private: only for the cost breakdown below
+#include "harness/detail/proc_fs.hpp"
+#include "harness/detail/proc_tree.hpp"   // private: only for the cost breakdown below
 #include "harness/detail/proc_net.hpp"  // private: only for the cost breakdown below
 #include "harness/lease.hpp"
 #include "harness/session.hpp"
@@ -435,23 +436,22 @@ void bm_cost_sock_diag(benchmark::State& state) {
   }
 }
 
-// The tree walk of process::stop() (collect_marked, twice per stop): with the pid
-// shortcut (only pids above the server's are read) and as a full walk of /proc.
+// The tree walk: process::tree() and every sweep of the supervisor read the kernel's
+// child lists below the supervisor. `full`: the /proc scan used on kernels without them.
 void bm_cost_tree_walk(benchmark::State& state, bool full) {
-  const auto forks_before = harness::detail::procfs::fork_count().value_or(0);
   auto child = harness::process::try_spawn(
       {.argv = {bench::fixture_server(), "--port=0", "--serve=none"}, .output = {.log_file = false}});
   if (!child) {
     state.SkipWithError("cannot start the fixture");
     return;
   }
-  const auto st = harness::detail::procfs::read_stat(child->pid());
-  const harness::detail::procfs::tree_scope scope{child->pid(), st ? st->start_time : 0, forks_before};
-  const std::string marker = "HARNESS_SESSION=" + child->session_id();
+  harness::detail::proctree::disable_child_lists_for_testing(full);
+  std::vector<pid_t> found;
   for (auto _ : state) {
-    auto found = harness::detail::procfs::find_tree(marker, scope, full);
+    harness::detail::proctree::descendants(child->supervisor_pid(), found);
     benchmark::DoNotOptimize(found);
   }
+  harness::detail::proctree::disable_child_lists_for_testing(false);
   child->stop();
 }
 

@@ -2,8 +2,8 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -11,24 +11,24 @@
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
+#include <cstdio>
 #include <cstring>
 #include <future>
 #include <mutex>
-#include <thread>
 #include <unordered_set>
 
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/readable_pipe.hpp>
-#include <boost/asio/steady_timer.hpp>
 
 #include "harness/detail/io_thread.hpp"
 #include "harness/detail/log_prune.hpp"
 #include "harness/detail/output_state.hpp"
 #include "harness/detail/pidfd.hpp"
 #include "harness/detail/private_dir.hpp"
-#include "harness/detail/proc_fs.hpp"
-#include "harness/detail/reaper_posix.hpp"
+#include "harness/detail/proc_tree.hpp"
 #include "harness/detail/spawn_posix.hpp"
+#include "harness/detail/supervisor_protocol.hpp"
+#include "harness/detail/unique_fd.hpp"
 
 extern char** environ;
 
@@ -39,47 +39,45 @@ using std::chrono::milliseconds;
 
 namespace detail {
 
+// One server and its supervisor. The supervisor is our child and stays unreaped until
+// stop(), so its pid (the root of "the tree") cannot be recycled while we use it.
 struct process_state {
   explicit process_state(process_options o)
       : opts(std::move(o)), out(std::make_shared<output_state>(opts.output)) {}
-  ~process_state() {
-    if (pidfd >= 0) ::close(pidfd);
-  }
 
   process_options opts;
   std::string name;
   std::string id;
   std::string command;
-  pid_t pid = -1;
-  // Where the child's descendants can be (see procfs::find_tree).
-  detail::procfs::tree_scope scope;
-  int pidfd = -1;  // -1 when the kernel has no pidfd
+  pid_t supervisor = -1;
+  unique_fd supervisor_pidfd;  // empty without kernel pidfds
+  unique_fd control;           // to the supervisor (supervisor_protocol.hpp)
+  pid_t group = -1;            // the first server process: leader of the server's group
   std::shared_ptr<output_state> out;
 
-  // Exit tracking, guarded by m.
+  // Guarded by m.
   std::mutex m;
   std::condition_variable cv;
-  bool exited = false;
+  pid_t pid = -1;              // the server: the process we started, or the daemon it left
+  unique_fd pid_fd;            // pidfd of `pid` (checked to be in the tree); may be empty
+  bool followed = false;       // pid is a daemon that the started process left behind
+  bool exited = false;         // the server has exited (status is set)
   exit_status status;
-  bool reaped = false;
-  bool abandoned = false;  // stop() gave up on it; reap when it finally exits
+  int left_at_exit = 0;        // processes of the tree alive when it exited
+  bool tree_gone = false;      // the supervisor finished its stop (or is gone)
+  bool lost = false;           // the supervisor vanished without reporting
   bool exit_reported = false;  // on_exit has run (I/O thread only)
-  // Somebody else reaped the child (waitpid(-1), SIGCHLD set to SIG_IGN): its pid,
-  // and so its process group id, may belong to another process now.
-  bool lost = false;
-  // The process that started the child. A fork()ed copy of the runner (a gtest
-  // death test) must not stop the parent's servers when it destroys its copies.
-  pid_t owner = ::getpid();
-
-  // stop() is serialised and runs once.
-  std::mutex stop_m;
   bool finalized = false;
   exit_status final_status;
+  // The process that started the server. A fork()ed copy of the runner (a gtest death
+  // test) must not stop the parent's servers when it destroys its copies.
+  pid_t owner = ::getpid();
+
+  std::mutex pump_m;  // one reader of the control socket at a time
+  std::mutex stop_m;  // stop() is serialised and runs once
 
   // I/O-thread objects.
-  std::unique_ptr<asio::posix::stream_descriptor> exit_watch;
-  std::unique_ptr<asio::steady_timer> exit_poll;
-  milliseconds exit_poll_delay{1};
+  std::unique_ptr<asio::posix::stream_descriptor> control_watch;
   std::unique_ptr<asio::readable_pipe> pipes[2];
   std::array<char, 32 * 1024> buffers[2];
 };
@@ -88,86 +86,95 @@ namespace {
 
 std::atomic<std::uint64_t> next_session{1};
 
-constexpr int pidfd_idtype = 3;  // P_PIDFD (Linux 5.4), not in every libc's headers
-
-exit_status from_siginfo(const siginfo_t& si) {
-  switch (si.si_code) {
-    case CLD_EXITED: return exit_status::exited_with(si.si_status);
-    case CLD_KILLED: return exit_status::killed_by(si.si_status, false);
-    case CLD_DUMPED: return exit_status::killed_by(si.si_status, true);
+exit_status status_from(char how, long value) {
+  switch (how) {
+    case 'e': return exit_status::exited_with(static_cast<int>(value));
+    case 'k': return exit_status::killed_by(static_cast<int>(value), false);
+    case 'c': return exit_status::killed_by(static_cast<int>(value), true);
     default: return {};
   }
 }
 
-// Records the exit of an exited child without reaping it (so its pid and process
-// group stay reserved until stop() is done signalling). True once exited.
-bool record_exit_locked(process_state& s) {
-  if (s.exited) return true;
-  if (s.reaped) return true;
-  siginfo_t si{};
-  int rc;
-  // Through the pidfd when there is one: it names exactly our child, even if somebody
-  // else reaped it and its pid went to another process.
-  const idtype_t by = s.pidfd >= 0 ? static_cast<idtype_t>(pidfd_idtype) : P_PID;
-  const id_t id = s.pidfd >= 0 ? static_cast<id_t>(s.pidfd) : static_cast<id_t>(s.pid);
-  do {
-    rc = ::waitid(by, id, &si, WEXITED | WNOHANG | WNOWAIT);
-  } while (rc < 0 && errno == EINTR);
-  if (rc < 0 && errno == EINVAL && by != P_PID) {
-    // A kernel without P_PIDFD (before 5.4): by pid, while it is still ours.
-    do {
-      rc = ::waitid(P_PID, static_cast<id_t>(s.pid), &si, WEXITED | WNOHANG | WNOWAIT);
-    } while (rc < 0 && errno == EINTR);
-  }
-  if (rc == 0 && si.si_pid == 0) return false;  // still running
-  s.exited = true;
-  // ECHILD: somebody else reaped our child (waitpid(-1), SIGCHLD ignored).
-  s.status = rc == 0 ? from_siginfo(si) : exit_status{};
-  if (rc != 0) {
-    s.lost = true;
-    s.reaped = true;
-  }
-  if (s.abandoned) {
-    int ws = 0;
-    ::waitpid(s.pid, &ws, WNOHANG);
-    s.reaped = true;
-  }
-  return true;
+// A pidfd for `pid` when it is (still) a live process of the tree: its parent is the
+// supervisor. Checked after the open, so the fd cannot name a recycled pid.
+unique_fd open_member(pid_t pid, pid_t supervisor) {
+  unique_fd fd(pidfd::open(pid));
+  proctree::brief b;
+  if (!proctree::read_brief(pid, b) || b.state == 'Z' || b.ppid != supervisor) return unique_fd();
+  return fd;
 }
 
-// I/O thread: the child may have exited. Reports the exit exactly once, whoever
-// noticed it first (this thread or stop()).
-void on_child_event(const std::shared_ptr<process_state>& s) {
+// Applies one message of the supervisor (s.m held).
+void take_message_locked(process_state& s, const char* msg) {
+  long a = 0, b = 0;
+  char how = 0;
+  if (std::sscanf(msg, "X %c %ld %ld", &how, &a, &b) == 3) {
+    s.exited = true;
+    s.status = status_from(how, a);
+    s.left_at_exit = static_cast<int>(b);
+    s.pid_fd.reset();
+  } else if (std::sscanf(msg, "F %ld %ld", &a, &b) == 2 && a > 0) {
+    s.pid = static_cast<pid_t>(a);
+    s.followed = true;
+    s.pid_fd = open_member(s.pid, s.supervisor);
+  } else if (std::sscanf(msg, "Z %ld", &a) == 1) {
+    s.tree_gone = true;
+  }
+}
+
+// Reads whatever the supervisor has sent, without blocking. Safe from any thread.
+void pump(process_state& s) {
+  std::lock_guard pump_lock(s.pump_m);
+  bool changed = false;
+  for (;;) {
+    char buf[supervisor_protocol::max_message + 1];
+    const ssize_t n = ::recv(s.control.get(), buf, sizeof buf - 1, MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    std::lock_guard lock(s.m);
+    changed = true;
+    if (n <= 0) {
+      // The supervisor is gone. Without its report the status is unknown.
+      if (!s.exited) {
+        s.exited = true;
+        s.lost = true;
+      }
+      s.tree_gone = true;
+      s.pid_fd.reset();
+      break;
+    }
+    buf[n] = '\0';
+    take_message_locked(s, buf);
+  }
+  if (changed) s.cv.notify_all();
+}
+
+// I/O thread: runs on_exit once the server has exited, exactly once.
+void report_exit(const std::shared_ptr<process_state>& s) {
   exit_status status;
   {
     std::lock_guard lock(s->m);
-    if (s->exit_reported || !record_exit_locked(*s)) return;
+    if (s->exit_reported || !s->exited) return;
     s->exit_reported = true;
     status = s->status;
   }
-  s->cv.notify_all();
   s->out->log_note("process " + std::to_string(s->pid) + " " + status.str());
   if (s->opts.on_exit) s->opts.on_exit(status);
 }
 
-void watch_exit_by_polling(const std::shared_ptr<process_state>& s) {
-  s->exit_poll->expires_after(s->exit_poll_delay);
-  s->exit_poll->async_wait([s](const boost::system::error_code& ec) {
-    if (ec) return;
-    bool done;
-    {
-      std::lock_guard lock(s->m);
-      done = s->exited || s->reaped;
-    }
-    on_child_event(s);
-    {
-      std::lock_guard lock(s->m);
-      done = done || s->exited;
-    }
-    if (done) return;
-    s->exit_poll_delay = std::min(s->exit_poll_delay * 2, timeouts::poll_cap);
-    watch_exit_by_polling(s);
-  });
+void watch_control(const std::shared_ptr<process_state>& s) {
+  s->control_watch->async_wait(asio::posix::stream_descriptor::wait_read,
+                               [s](const boost::system::error_code& ec) {
+                                 if (ec) return;
+                                 pump(*s);
+                                 report_exit(s);
+                                 bool gone;
+                                 {
+                                   std::lock_guard lock(s->m);
+                                   gone = s->tree_gone;
+                                 }
+                                 if (!gone) watch_control(s);
+                               });
 }
 
 void read_stream(const std::shared_ptr<process_state>& s, int i) {
@@ -188,37 +195,15 @@ void read_stream(const std::shared_ptr<process_state>& s, int i) {
 
 // Closes the I/O-thread objects of a finished process (runs on the I/O thread).
 void release_io(const std::shared_ptr<process_state>& s) {
-  on_child_event(s);  // on_exit runs even if stop() saw the exit first
+  report_exit(s);  // on_exit runs even if stop() saw the exit first
   boost::system::error_code ignored;
   for (auto& p : s->pipes) {
     if (p && p->is_open()) p->close(ignored);
   }
-  bool reaped;
-  {
-    std::lock_guard lock(s->m);
-    reaped = s->reaped;
-  }
-  // An abandoned child (it survived SIGKILL) keeps its watcher so it is reaped later.
-  if (!reaped) return;
-  if (s->exit_watch) s->exit_watch->close(ignored);
-  if (s->exit_poll) s->exit_poll->cancel();
+  if (s->control_watch) s->control_watch->close(ignored);
 }
 
 // --- spawning ---------------------------------------------------------------
-
-struct fd_closer {
-  int fd = -1;
-  fd_closer() = default;
-  explicit fd_closer(int f) : fd(f) {}
-  fd_closer(const fd_closer&) = delete;
-  fd_closer& operator=(const fd_closer&) = delete;
-  ~fd_closer() { reset(); }
-  void reset() {
-    if (fd >= 0) ::close(fd);
-    fd = -1;
-  }
-  int release() { return std::exchange(fd, -1); }
-};
 
 bool is_never_inherited(std::string_view name) {
   return name == "LISTEN_FDS" || name == "LISTEN_PID" || name == "LISTEN_FDNAMES" ||
@@ -477,11 +462,11 @@ result<process> process::try_spawn(process_options options) {
   // Pipes for stdout/stderr and /dev/null for stdin, all CLOEXEC in the runner.
   int out_pipe[2], err_pipe[2];
   if (::pipe2(out_pipe, O_CLOEXEC) != 0) return make_system_failure(errno, "pipe2");
-  fd_closer out_r(out_pipe[0]), out_w(out_pipe[1]);
+  unique_fd out_r(out_pipe[0]), out_w(out_pipe[1]);
   if (::pipe2(err_pipe, O_CLOEXEC) != 0) return make_system_failure(errno, "pipe2");
-  fd_closer err_r(err_pipe[0]), err_w(err_pipe[1]);
-  fd_closer null_in(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-  if (null_in.fd < 0) return make_system_failure(errno, "open /dev/null");
+  unique_fd err_r(err_pipe[0]), err_w(err_pipe[1]);
+  unique_fd null_in(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  if (!null_in) return make_system_failure(errno, "open /dev/null");
 
   spawn_request req;
   req.program = *program;
@@ -489,45 +474,43 @@ result<process> process::try_spawn(process_options options) {
   req.env = std::move(env->entries);
   req.listen_pid_entry = env->listen_pid_entry;
   req.cwd = s.opts.cwd.string();
-  req.stdin_fd = null_in.fd;
-  req.stdout_fd = out_w.fd;
-  req.stderr_fd = err_w.fd;
+  req.stdin_fd = null_in.get();
+  req.stdout_fd = out_w.get();
+  req.stderr_fd = err_w.get();
   req.fds = s.opts.fds;
+  req.follow_daemon = s.opts.follow_daemon;
+  req.stop = s.opts.stop;
 
-  // Fork on the harness thread, and hook the child up to it there as well.
-  auto spawned = io.run([&]() -> result<pid_t> {
-    ensure_reaper(io.runner_token());
-    const std::uint64_t forks_before = procfs::fork_count().value_or(0);
-    auto pid = spawn_child(req);
-    if (!pid) return pid;
-    s.pid = *pid;
-    s.pidfd = pidfd::open(s.pid);
-    s.scope.leader = s.pid;
-    s.scope.forks_before = forks_before;
-    if (auto st = procfs::read_stat(s.pid)) s.scope.start_time = st->start_time;
-    reaper_note_group(s.pid, s.scope.start_time);
+  // Launched on the calling thread (posix_spawn; nothing depends on which thread).
+  auto child = spawn_child(req);
+  if (!child) {
+    s.out->log_note("spawn failed: " + child.error().message());
+    return std::move(child).error();
+  }
+  out_w.reset();
+  err_w.reset();
+  s.supervisor = child->supervisor;
+  s.supervisor_pidfd = std::move(child->supervisor_pidfd);
+  s.control = std::move(child->control);
+  s.pid = s.group = child->pid;
+  s.pid_fd = open_member(s.pid, s.supervisor);
+
+  // Hook the pipes and the control socket up to the harness thread.
+  const int watch_fd = ::fcntl(s.control.get(), F_DUPFD_CLOEXEC, 3);
+  if (watch_fd < 0) {
+    const int err = errno;
+    process doomed(std::move(state));  // stops the server on the way out
+    return make_system_failure(err, "fcntl(F_DUPFD_CLOEXEC)");
+  }
+  io.run([&] {
     auto& ctx = io.context();
     s.pipes[0] = std::make_unique<asio::readable_pipe>(ctx, out_r.release());
     s.pipes[1] = std::make_unique<asio::readable_pipe>(ctx, err_r.release());
+    s.control_watch = std::make_unique<asio::posix::stream_descriptor>(ctx, watch_fd);
     read_stream(state, 0);
     read_stream(state, 1);
-    int watch_fd = s.pidfd >= 0 ? ::fcntl(s.pidfd, F_DUPFD_CLOEXEC, 3) : -1;
-    if (watch_fd >= 0) {
-      s.exit_watch = std::make_unique<asio::posix::stream_descriptor>(ctx, watch_fd);
-      s.exit_watch->async_wait(asio::posix::stream_descriptor::wait_read,
-                               [state](const boost::system::error_code& ec) {
-                                 if (!ec) on_child_event(state);
-                               });
-    } else {
-      s.exit_poll = std::make_unique<asio::steady_timer>(ctx);
-      watch_exit_by_polling(state);
-    }
-    return pid;
+    watch_control(state);
   });
-  if (!spawned) {
-    s.out->log_note("spawn failed: " + spawned.error().message());
-    return std::move(spawned).error();
-  }
   return process(std::move(state));
 }
 
@@ -558,7 +541,24 @@ process::~process() {
   }
 }
 
-int process::pid() const { return state_ ? state_->pid : -1; }
+int process::pid() const {
+  if (!state_) return -1;
+  std::lock_guard lock(state_->m);
+  return state_->pid;
+}
+
+int process::supervisor_pid() const { return state_ ? state_->supervisor : -1; }
+
+bool process::daemonized() const {
+  if (!state_) return false;
+  std::lock_guard lock(state_->m);
+  return state_->followed;
+}
+
+std::string process::ownership() const {
+  if (!state_) return {};
+  return "subreaper (harness-supervisor pid " + std::to_string(state_->supervisor) + ")";
+}
 
 const std::string& process::session_id() const {
   static const std::string empty;
@@ -574,12 +574,14 @@ const std::string& process::name() const {
 
 bool process::running() const {
   if (!state_) return false;
+  detail::pump(*state_);
   std::lock_guard lock(state_->m);
-  return !state_->exited && !state_->reaped;
+  return !state_->exited;
 }
 
 std::optional<exit_status> process::status() const {
   if (!state_) return std::nullopt;
+  detail::pump(*state_);
   std::lock_guard lock(state_->m);
   if (state_->finalized) return state_->final_status;
   if (!state_->exited) return std::nullopt;
@@ -588,9 +590,10 @@ std::optional<exit_status> process::status() const {
 
 std::optional<exit_status> process::wait_for(milliseconds timeout) const {
   if (!state_) return std::nullopt;
+  detail::pump(*state_);
   std::unique_lock lock(state_->m);
-  const bool done = state_->cv.wait_for(lock, timeouts::scaled(timeout),
-                                        [&] { return state_->exited || state_->reaped; });
+  const bool done =
+      state_->cv.wait_for(lock, timeouts::scaled(timeout), [&] { return state_->exited; });
   if (!done) return std::nullopt;
   if (state_->finalized) return state_->final_status;
   return state_->status;
@@ -598,11 +601,15 @@ std::optional<exit_status> process::wait_for(milliseconds timeout) const {
 
 result<void> process::signal(int sig) const {
   if (!state_) return make_failure(errc::not_running, "empty process object");
+  detail::pump(*state_);
   std::lock_guard lock(state_->m);
-  if (state_->exited || state_->reaped) {
-    return make_failure(errc::not_running, state_->name + " has exited");
-  }
-  if (detail::pidfd::send_signal(state_->pidfd, state_->pid, sig) != 0) {
+  if (state_->exited) return make_failure(errc::not_running, state_->name + " has exited");
+  // Through the pidfd opened (and checked to be in the tree) when the pid was learnt;
+  // without kernel pidfds, by pid: the supervisor has not reported it gone.
+  const int rc = state_->pid_fd ? detail::pidfd::send_signal(state_->pid_fd.get(), state_->pid, sig)
+                 : detail::pidfd::available() ? (errno = ESRCH, -1)
+                                              : ::kill(state_->pid, sig);
+  if (rc != 0) {
     return make_system_failure(errno, "signal " + signal_name(sig) + " to " + state_->name);
   }
   return {};
@@ -611,11 +618,12 @@ result<void> process::signal(int sig) const {
 result<void> process::signal_group(int sig) const {
   if (!state_) return make_failure(errc::not_running, "empty process object");
   std::lock_guard lock(state_->m);
-  // While the leader is not reaped its pid cannot be reused, so the group id is ours.
-  if (state_->reaped || state_->lost) {
+  // The supervisor keeps the first server process unreaped until the stop, so its pid
+  // (and so its process group id) cannot have been handed to anybody else.
+  if (state_->finalized || state_->lost) {
     return make_failure(errc::not_running, state_->name + " has been stopped");
   }
-  if (::kill(-state_->pid, sig) != 0) {
+  if (::kill(-state_->group, sig) != 0) {
     return make_system_failure(errno, "signal " + signal_name(sig) + " to the group of " +
                                           state_->name);
   }
@@ -624,12 +632,18 @@ result<void> process::signal_group(int sig) const {
 
 std::vector<int> process::tree() const {
   if (!state_) return {};
+  pid_t server;
   {
     std::lock_guard lock(state_->m);
-    if (state_->reaped) return {};
+    if (state_->finalized || state_->tree_gone) return {};
+    server = state_->pid;
   }
-  std::vector<int> pids = detail::procfs::find_tree("HARNESS_SESSION=" + state_->id, state_->scope);
-  pids.insert(pids.begin(), state_->pid);
+  std::vector<pid_t> below;
+  detail::proctree::descendants(state_->supervisor, below);
+  std::vector<int> pids{server};
+  for (pid_t p : below) {
+    if (p != server) pids.push_back(p);
+  }
   return pids;
 }
 
@@ -648,186 +662,75 @@ exit_status process::stop() {
 
 namespace {
 
-// A marked descendant of the child found in /proc, held through a pidfd when the
-// kernel has them so that a recycled pid is never signalled.
-struct member {
-  pid_t pid = 0;
-  int fd = -1;
-};
-
-void close_members(std::vector<member>& ms) {
-  for (auto& m : ms) {
-    if (m.fd >= 0) ::close(m.fd);
+// Asks the supervisor to run the stop steps and waits (bounded) until it reports the
+// tree gone. False when it did not answer in time.
+bool stop_through_supervisor(process_state& s, const stop_policy& policy) {
+  const auto grace = timeouts::scaled(policy.grace);
+  const auto kill_wait = timeouts::scaled(policy.kill_wait);
+  char msg[96];
+  const int n = std::snprintf(msg, sizeof msg, "T %d %lld 9 %lld", policy.signal,
+                              static_cast<long long>(grace.count()),
+                              static_cast<long long>(kill_wait.count()));
+  while (::send(s.control.get(), msg, static_cast<std::size_t>(n), MSG_NOSIGNAL) < 0 && errno == EINTR) {
   }
-  ms.clear();
-}
-
-// Every live process of our uid in the child's process group or carrying its marker
-// (descendants that left the group), except the child itself.
-std::vector<member> collect_marked(const std::string& entry, const detail::procfs::tree_scope& scope) {
-  const pid_t leader = scope.leader;
-  std::vector<member> out;
-  std::string buffer;
-  for (pid_t pid : detail::procfs::find_tree(entry, scope)) {
-    int fd = detail::pidfd::open(pid);
-    if (fd >= 0) {
-      // Holding a pidfd now: make sure it is still a member of the tree we saw (the pid
-      // was not recycled in between).
-      auto st = detail::procfs::read_stat(pid);
-      const bool in_group = st && st->pgrp == leader;
-      if (!in_group && !detail::procfs::environ_has(pid, entry, false, buffer)) {
-        ::close(fd);
-        continue;
-      }
-    } else if (detail::pidfd::available()) {
-      continue;  // gone already
-    }
-    out.push_back({pid, fd});
-  }
-  return out;
-}
-
-bool member_alive(const member& m) {
-  if (m.fd >= 0) {
-    pollfd p{m.fd, POLLIN, 0};
-    return ::poll(&p, 1, 0) == 0;
-  }
-  if (::kill(m.pid, 0) != 0) return false;
-  auto st = detail::procfs::read_stat(m.pid);
-  return st && st->state != 'Z';
-}
-
-bool lost(process_state& s) {
-  std::lock_guard lock(s.m);
-  return s.lost;
-}
-
-bool leader_exited(process_state& s) {
-  std::lock_guard lock(s.m);
-  return detail::record_exit_locked(s);
-}
-
-// Waits until the leader and every member have exited or the deadline passes.
-bool wait_tree(process_state& s, std::vector<member>& members, clock::time_point deadline) {
-  milliseconds backoff{1};
+  // The supervisor adds a last SIGKILL sweep of up to 2 s after the steps.
+  const auto deadline = clock::now() + grace + kill_wait + milliseconds(2500);
   for (;;) {
-    std::erase_if(members, [](member& m) {
-      if (member_alive(m)) return false;
-      if (m.fd >= 0) ::close(m.fd);
-      return true;
-    });
-    const bool leader_done = leader_exited(s);
-    if (leader_done && members.empty()) return true;
-    const auto now = clock::now();
-    if (now >= deadline) return false;
-    const auto left = std::chrono::duration_cast<milliseconds>(deadline - now) + milliseconds(1);
-    std::vector<pollfd> fds;
-    bool all_pollable = !leader_done ? s.pidfd >= 0 : true;
-    if (!leader_done && s.pidfd >= 0) fds.push_back({s.pidfd, POLLIN, 0});
-    for (const auto& m : members) {
-      if (m.fd >= 0) {
-        fds.push_back({m.fd, POLLIN, 0});
-      } else {
-        all_pollable = false;
-      }
+    detail::pump(s);
+    {
+      std::lock_guard lock(s.m);
+      if (s.tree_gone) return true;
     }
-    if (all_pollable) {
-      ::poll(fds.data(), fds.size(),
-             static_cast<int>(std::min<milliseconds::rep>(left.count(), 3'600'000)));
-    } else {
-      // No pidfd for something we wait on (old kernel): poll its state with backoff.
-      std::this_thread::sleep_for(std::min(backoff, left));
-      backoff = std::min(backoff * 2, timeouts::poll_cap);
-    }
+    const auto left = std::chrono::duration_cast<milliseconds>(deadline - clock::now());
+    if (left.count() <= 0) return false;
+    pollfd p{s.control.get(), POLLIN, 0};
+    ::poll(&p, 1, static_cast<int>(std::min<milliseconds::rep>(left.count() + 1, 3'600'000)));
   }
 }
 
-void signal_tree(process_state& s, const std::vector<member>& members, int sig) {
-  // The leader is not reaped yet, so its pid (and thus its process group id) cannot
-  // have been reused: signalling the group is safe. Unless somebody else reaped it.
-  if (!lost(s)) ::kill(-s.pid, sig);
-  for (const auto& m : members) detail::pidfd::send_signal(m.fd, m.pid, sig);
+// Reaps the supervisor (it exits right after reporting). Somebody else may have reaped
+// it already (SIGCHLD ignored, waitpid(-1)): nothing to do then.
+void reap_supervisor(process_state& s, bool answered) {
+  if (!answered) {
+    // Unresponsive: end it. Its tree is re-parented and can no longer be reached.
+    detail::pidfd::send_signal(s.supervisor_pidfd.get(), s.supervisor, SIGKILL);
+  }
+  if (s.supervisor_pidfd) {
+    pollfd p{s.supervisor_pidfd.get(), POLLIN, 0};
+    ::poll(&p, 1, static_cast<int>(timeouts::scaled(milliseconds(2000)).count()));
+  }
+  int ws = 0;
+  while (::waitpid(s.supervisor, &ws, s.supervisor_pidfd ? WNOHANG : 0) < 0 && errno == EINTR) {
+  }
 }
-
-}  // namespace
-
-namespace {
 
 // The body of stop(): false when the process was already finalized (`final` then
 // holds its status).
 bool stop_tree(process_state& s, const stop_policy& policy, exit_status& final) {
   std::lock_guard stop_lock(s.stop_m);
-  if (s.finalized) {
-    final = s.final_status;
-    return false;
-  }
-
-  const std::string marker = "HARNESS_SESSION=" + s.id;
-  const auto grace = timeouts::scaled(policy.grace);
-  const auto kill_wait = timeouts::scaled(policy.kill_wait);
-  const auto started = clock::now();
-
-  // 1. The first signal to the whole tree, then up to `grace` for it to exit.
-  auto members = collect_marked(marker, s.scope);
-  bool clean = leader_exited(s) && members.empty();
-  bool escalated = false;
-  if (!clean) {
-    signal_tree(s, members, policy.signal);
-    clean = wait_tree(s, members, started + grace);
-  }
-  // 2. SIGKILL whatever is left; then sweep for marked stragglers (a dying tree may
-  //    still fork) until a pass finds none.
-  const auto kill_deadline = clock::now() + kill_wait;
-  if (!clean) {
-    escalated = true;
-    signal_tree(s, members, SIGKILL);
-    wait_tree(s, members, kill_deadline);
-  }
-  close_members(members);
-  for (int pass = 0; pass < 100 && clock::now() < kill_deadline; ++pass) {
-    auto stragglers = collect_marked(marker, s.scope);
-    if (stragglers.empty()) break;
-    escalated = true;
-    signal_tree(s, stragglers, SIGKILL);
-    wait_tree(s, stragglers, kill_deadline);
-    close_members(stragglers);
-  }
-
-  // 3. Reap the leader. Until now it was only observed (WNOWAIT).
-  bool gave_up = false;
   {
-    std::unique_lock lock(s.m);
-    if (!detail::record_exit_locked(s)) {
-      gave_up = true;  // even SIGKILL did not end it (e.g. stuck in the kernel)
-      s.abandoned = true;
-    } else {
-      // Catch group members that appeared after the last signal, while the group id
-      // is still reserved by the unreaped leader.
-      if ((escalated || !clean) && !s.lost) ::kill(-s.pid, SIGKILL);
-      final = s.status;
-      detail::reaper_forget_group(s.pid);
-      if (!s.lost) {
-        int ws = 0;
-        pid_t r;
-        do {
-          r = ::waitpid(s.pid, &ws, WNOHANG);
-        } while (r < 0 && errno == EINTR);
-        if (r == s.pid) final = exit_status::from_wait_status(ws);
-      }
-      s.reaped = true;
-      if (s.pidfd >= 0) ::close(s.pidfd);  // nothing may signal a reaped child
-      s.pidfd = -1;
+    std::lock_guard lock(s.m);
+    if (s.finalized) {
+      final = s.final_status;
+      return false;
     }
+  }
+  const bool answered = stop_through_supervisor(s, policy);
+  reap_supervisor(s, answered);
+  {
+    std::lock_guard lock(s.m);
+    final = s.exited ? s.status : exit_status{};
+    s.exited = true;
+    s.pid_fd.reset();
     s.finalized = true;
     s.final_status = final;
   }
   s.cv.notify_all();
-
-  // 4. The tree is gone, so both pipes reach end-of-file almost at once; wait briefly
-  //    so the tails hold the last lines, then release the I/O objects.
-  if (!gave_up) harness::output(s.out).wait_closed(milliseconds(500));
-  s.out->log_note(gave_up ? "stop: the process did not die after SIGKILL; abandoned"
-                          : "stopped: " + final.str());
+  // The tree is gone, so both pipes reach end-of-file almost at once; wait briefly so
+  // the tails hold the last lines, then release the I/O objects.
+  if (answered) harness::output(s.out).wait_closed(milliseconds(500));
+  s.out->log_note(answered ? "stopped: " + final.str()
+                           : "stop: the supervisor did not answer; abandoned");
   return true;
 }
 
@@ -839,7 +742,7 @@ exit_status process::stop(const stop_policy& policy) {
   if (::getpid() != s.owner) return {};  // a fork()ed copy: the servers are its parent's
   exit_status final;
   if (!stop_tree(s, policy, final)) return final;
-  // Release the pipes and the exit watch now, so that when stop() returns the
+  // Release the pipes and the control watch now, so that when stop() returns the
   // runner's fd count is back where it was before the spawn. Done outside the stop
   // lock: an on_exit callback run from here may itself call stop().
   auto keep = state_;
@@ -848,7 +751,7 @@ exit_status process::stop(const stop_policy& policy) {
     detail::release_io(keep);
     return final;
   }
-  // The reads and the exit watch cancelled by release_io() complete in handlers queued
+  // The reads and the watch cancelled by release_io() complete in handlers queued
   // behind it, and those hold the state (and its log file) until they have run: the
   // signal that we are done is queued behind them.
   std::promise<void> released;
@@ -861,6 +764,5 @@ exit_status process::stop(const stop_policy& policy) {
   done.wait();
   return final;
 }
-
 
 }  // namespace harness

@@ -8,33 +8,46 @@
 //   harness::exit_status s = p.stop();    // SIGTERM to its group, grace, SIGKILL, reap
 //   EXPECT_TRUE(s.signaled() || s.success()) << s;
 //
-// What the child gets:
-//   * its own process group (the child is the leader), and PR_SET_PDEATHSIG(SIGKILL):
-//     if the runner dies, the child dies too. Every spawn runs on one long-lived
-//     harness thread, because the kernel fires PDEATHSIG when the *thread* that forked
-//     exits; a process you start from a short-lived thread lives on until you stop it;
-//   * an empty signal mask and default signal dispositions, whatever the runner uses;
+// How a server's processes are owned: each server runs below a small supervisor
+// program of its own (harness-supervisor, started with posix_spawn, so starting costs
+// the same whatever the runner's size). The supervisor is a child subreaper
+// (PR_SET_CHILD_SUBREAPER): every process the server starts stays below it, whatever
+// it does — setsid, a double fork, daemonizing, a fresh environment, rewriting its
+// title over the environment (setproctitle), dropping privileges. "The tree" of a server
+// is everything below its supervisor, and that one definition is used by stop(),
+// tree(), the listener checks of a session and the runner-death guard. ownership()
+// names the strategy for reports.
+//
+// What the server gets:
+//   * a process group of its own (it is the leader), an empty signal mask and default
+//     signal dispositions, whatever the runner uses;
 //   * stdin from /dev/null, stdout and stderr into pipes the harness drains, plus the
 //     fds you list in `fds`; nothing else, even fds the runner left without CLOEXEC;
-//   * HARNESS_SESSION=<id> in its environment. The harness uses this marker to find
-//     the child's descendants, including ones that left its process group with
-//     setsid(), and kill them on stop() and when the runner dies (a small reaper
-//     process per runner watches for that).
+//   * HARNESS_SESSION=<id> in its environment: a label for humans, not proof of
+//     ownership (real servers erase it).
+//
+// Daemonizing servers are followed: when the started process exits with status 0 and
+// leaves processes of its tree running (redis-server --daemonize yes, nginx's default
+// `daemon on`, memcached -d, pg_ctl start), the oldest of them becomes the server:
+// pid() names it, running() and status() describe it, and daemonized() is true. Set
+// follow_daemon = false to treat that exit as the server's exit instead.
 //
 // Stopping (stop(), the destructor, move-assignment over a live process): the first
-// signal (SIGTERM) goes to the child's process group and to every marked descendant;
-// the harness waits up to `grace` for all of them to exit, then sends SIGKILL to
-// whatever is left, reaps the child and returns its exit status. The destructor does
-// the same, never throws and is bounded by grace + kill_wait (both scaled by
-// HARNESS_TIMEOUT_SCALE, see timeouts.hpp). Signals go through a pidfd where the
-// kernel has one, so a recycled pid is never signalled.
+// signal (SIGTERM) goes to every process of the tree, the supervisor waits up to
+// `grace` for all of them to exit, sends SIGKILL to whatever is left (again and again,
+// for a tree that still forks), reaps until the tree is empty and reports the server's
+// exit status. The destructor does the same, never throws and is bounded by grace +
+// kill_wait + 2.5 s (scaled by HARNESS_TIMEOUT_SCALE, see timeouts.hpp). Signals go
+// through pidfds, checked to be in the tree, so a recycled pid is never signalled.
+//
+// When the runner dies (SIGKILL, a CTest timeout), each supervisor sees it through a
+// pidfd on the runner and SIGKILLs its whole tree at once. A fork()ed copy of the
+// runner (a gtest death test) that lives on does not delay this.
 //
 // Gotchas:
-//   * A descendant that rebuilds its environment without HARNESS_SESSION (e.g.
-//     `env -i`) and leaves the process group cannot be found; it is not killed.
-//   * Do not reap harness children yourself (waitpid(-1), SIGCHLD set to SIG_IGN): the
-//     exit status is then lost and reported as "status unknown".
 //   * on_exit and output_options::on_line run on the harness I/O thread; keep them short.
+//   * Reaping children yourself (waitpid(-1), SIGCHLD set to SIG_IGN) does not disturb
+//     exit statuses: the runner's only child is the supervisor, which reports them.
 #pragma once
 
 #include <chrono>
@@ -97,8 +110,12 @@ struct process_options {
   stop_policy stop{};
   // A label for log file names and messages; default: the program's file name.
   std::string name{};
-  // Called once on the harness I/O thread when the child has exited (before it is
-  // reaped; status() is already set).
+  // Follow a server that daemonizes (see the top of this file); false: the started
+  // process's exit is the server's exit, and what it left behind is stopped with the
+  // rest at stop().
+  bool follow_daemon = true;
+  // Called once on the harness I/O thread when the server has exited (status() is
+  // already set).
   std::function<void(const exit_status&)> on_exit{};
 };
 
@@ -128,7 +145,14 @@ class process {
   [[nodiscard]] bool valid() const noexcept { return state_ != nullptr; }
   explicit operator bool() const noexcept { return valid(); }
 
+  // The server's pid: the process started, or the daemon it left (see daemonized()).
   [[nodiscard]] int pid() const;
+  // True when the started process daemonized and pid() is the daemon.
+  [[nodiscard]] bool daemonized() const;
+  // The supervisor that owns the tree (the runner's direct child).
+  [[nodiscard]] int supervisor_pid() const;
+  // How the tree is owned, for reports: "subreaper (harness-supervisor pid 1234)".
+  [[nodiscard]] std::string ownership() const;
   // The HARNESS_SESSION marker value of this process.
   [[nodiscard]] const std::string& session_id() const;
   // The argv, shell-quoted, for messages.
@@ -144,10 +168,10 @@ class process {
   // Blocks until the child exits or the (scaled) timeout passes; does not signal it.
   std::optional<exit_status> wait_for(std::chrono::milliseconds timeout) const;
 
-  // Sends `signal` to the child only (through its pidfd). errc::not_running once it
-  // has exited.
+  // Sends `signal` to the server process only (through its pidfd). errc::not_running
+  // once it has exited.
   result<void> signal(int signal) const;
-  // Sends `signal` to the child's process group.
+  // Sends `signal` to the process group of the started process.
   result<void> signal_group(int signal) const;
 
   // Stops the whole tree (see the top of this file) and reaps the child. Idempotent:
@@ -158,9 +182,8 @@ class process {
   // The child's output (tails, log file, waits). Valid while this object lives.
   [[nodiscard]] harness::output output() const;
 
-  // The child's pid followed by every live descendant found in /proc: members of its
-  // process group and processes carrying its marker. Empty once stopped. Costs one
-  // walk of /proc (fractions of a millisecond).
+  // The server's pid followed by every other live process of its tree (everything
+  // below its supervisor). Empty once stopped. Reads the kernel's child lists.
   [[nodiscard]] std::vector<int> tree() const;
 
  private:

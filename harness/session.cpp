@@ -113,7 +113,8 @@ struct start_events {
   bool exited = false;
   std::string ready_fd_buffer;
   // Notify datagrams from processes of our user, parsed by the waiting thread.
-  std::vector<std::string> notify_pending;
+  // Datagrams from NOTIFY_SOCKET with the sender's pid (the kernel vouches for it).
+  std::vector<std::pair<pid_t, std::string>> notify_pending;
 
   template <class F>
   void update(F&& f) {
@@ -337,7 +338,9 @@ failure session_state::report(std::error_code code, const std::string& reason,
   text += "\n";
   if (p != nullptr && p->valid()) {
     auto st = p->status();
-    text += "  pid " + std::to_string(p->pid()) + ": " + (st ? st->str() : std::string("still running")) + "\n";
+    text += "  pid " + std::to_string(p->pid()) + (p->daemonized() ? " (daemonized)" : "") + ": " +
+            (st ? st->str() : std::string("still running")) + "\n";
+    text += "  owned by: " + p->ownership() + "\n";
   }
   if (show_holder && port != 0) text += "  " + procnet::describe_holders(port) + "\n";
   if (p != nullptr && p->valid()) {
@@ -370,6 +373,7 @@ start_outcome session_state::start_once(std::uint16_t use_port) {
   o.output = spec.output;
   o.stop = spec.stop;
   o.name = spec.name;
+  o.follow_daemon = spec.allow_daemon;
 
   bool want_ready_fd = false, want_notify = false;
   for (const auto& p : spec.ready.probes) {
@@ -456,20 +460,21 @@ start_outcome session_state::start_once(std::uint16_t use_port) {
       msg.msg_controllen = sizeof control;
       const ssize_t n = ::recvmsg(sock, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
       if (n < 0) return errno == EAGAIN || errno == EINTR;
-      // Only processes of our own user may announce (the kernel vouches for the
-      // credentials); anything else is dropped here, before it costs memory.
-      bool ours = false;
+      // Only the server's tree may announce: the sender's pid (the kernel vouches for
+      // the credentials) is checked against the tree when the datagram is taken. A
+      // datagram without credentials is dropped here, before it costs memory.
+      pid_t sender = 0;
       for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
         if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS) {
           ucred cred{};
           std::memcpy(&cred, CMSG_DATA(c), sizeof cred);
-          ours = cred.uid == ::getuid();
+          sender = cred.pid;
         }
       }
-      if (!ours) return true;
+      if (sender <= 0) return true;
       ev->update([&] {
         if (ev->notify_pending.size() >= 64) return false;  // a flood: keep the first ones
-        ev->notify_pending.emplace_back(data, static_cast<std::size_t>(n));
+        ev->notify_pending.emplace_back(sender, std::string(data, static_cast<std::size_t>(n)));
         return true;
       });
       return true;
@@ -561,6 +566,13 @@ start_outcome session_state::start_once(std::uint16_t use_port) {
     out.error = report(code, reason, &proc, holder);
     return out;
   };
+  // Why an exit that left processes behind was not followed as a daemon.
+  auto left_behind_note = [&](const exit_status& status) -> std::string {
+    if (status == exit_status::exited_with(0) && !spec.allow_daemon) {
+      return ": it daemonized, which this spec forbids (allow_daemon = false)";
+    }
+    return "";
+  };
   auto collide = [&](const std::string& reason) {
     finish();
     out.kind = attempt::result::collision;
@@ -576,8 +588,11 @@ start_outcome session_state::start_once(std::uint16_t use_port) {
     std::optional<std::uint16_t> announced;
     bool ready_signal, exited;
     {
+      std::vector<pid_t> tree;  // read once, only when a datagram is waiting
       std::lock_guard lock(ev->m);
-      for (const auto& text : ev->notify_pending) {
+      if (!ev->notify_pending.empty()) tree = proc.tree();
+      for (const auto& [sender, text] : ev->notify_pending) {
+        if (std::find(tree.begin(), tree.end(), sender) == tree.end()) continue;  // not the server's
         std::string_view rest(text);
         while (!rest.empty()) {
           auto nl = rest.find('\n');
@@ -627,8 +642,7 @@ start_outcome session_state::start_once(std::uint16_t use_port) {
           case procnet::ownership::ours:
             return fail(errc::exited_before_ready,
                         status.str() + "; a process it started listens on port " +
-                            std::to_string(use_port) +
-                            ": does it daemonize? Run it in the foreground",
+                            std::to_string(use_port) + left_behind_note(status),
                         true);
           case procnet::ownership::foreign:
             return collide("exited (" + status.str() + ") while " +
@@ -638,8 +652,8 @@ start_outcome session_state::start_once(std::uint16_t use_port) {
         }
         if (collision) return collide(*collision);
       }
-      // Not (yet) listening, but it left processes of its own running: it forked into
-      // the background, and its copy may bind the port only later.
+      // Not (yet) listening, but it left processes of its own running (they are stopped
+      // with the rest of the tree).
       if (const auto tree = proc.tree(); tree.size() > 1) {
         std::string pids;
         for (std::size_t i = 1; i < tree.size(); ++i) {
@@ -648,7 +662,7 @@ start_outcome session_state::start_once(std::uint16_t use_port) {
         return fail(errc::exited_before_ready,
                     status.str() + "; it left " + std::to_string(tree.size() - 1) +
                         (tree.size() == 2 ? " process" : " processes") + " running (pid " +
-                        pids + "): does it daemonize? Run it in the foreground",
+                        pids + ")" + left_behind_note(status),
                     mode != port_mode::announce);
       }
       return fail(errc::exited_before_ready, status.str(), mode != port_mode::announce);
@@ -857,12 +871,13 @@ std::string summary_of(const session_state& s) {
   const std::string endpoint = detail::net::format_endpoint(s.spec.port.host, s.port);
   std::string out = p.name() + ": " + p.command_line() + "\n";
   out += std::string("  mode ") + to_string(s.mode) + ", endpoint " + endpoint + ", pid " +
-         std::to_string(p.pid());
+         std::to_string(p.pid()) + (p.daemonized() ? " (daemonized)" : "");
   auto st = p.status();
   out += st ? ", " + st->str() : std::string(", running");
   out += "\n  ready in " + std::to_string(s.ready_time.count()) + " ms after " +
          std::to_string(s.attempts.size()) + (s.attempts.size() == 1 ? " start\n" : " starts\n");
   if (s.attempts.size() > 1) out += format_attempts(s.attempts, "    ");
+  out += "  owned by: " + p.ownership() + "\n";
   auto log = p.output().log_path();
   if (!log.empty()) out += "  log: " + log.string() + "\n";
   return out;
@@ -879,6 +894,8 @@ session_info info_of(const session_state& s) {
   info.endpoint = detail::net::format_endpoint(s.spec.port.host, s.port);
   info.port = s.port;
   info.pid = p.pid();
+  info.daemonized = p.daemonized();
+  info.ownership = p.ownership();
   info.running = p.running();
   info.status = p.status();
   info.attempts = s.attempts;

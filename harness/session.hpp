@@ -77,6 +77,11 @@ struct server_spec {
   output_options output{};
   stop_policy stop{};
   std::string name{};         // label in messages and log file names
+  // A server that daemonizes (the started process exits with status 0 and leaves its
+  // copy running: redis --daemonize yes, nginx's `daemon on`, memcached -d, pg_ctl
+  // start) is followed: the copy is the server, pid() names it, stop() ends it. false:
+  // such an exit fails the start ("it daemonized"), and what it left is stopped.
+  bool allow_daemon = true;
 };
 
 namespace detail {
@@ -164,6 +169,8 @@ struct session_info {
   std::string endpoint{};
   std::uint16_t port = 0;
   int pid = 0;
+  bool daemonized = false;   // pid is the daemon the started process left behind
+  std::string ownership{};   // how its processes are owned, e.g. "subreaper (harness-supervisor pid 12)"
   bool running = false;
   std::optional<exit_status> status{};
   std::vector<attempt> attempts{};

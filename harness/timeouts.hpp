@@ -24,6 +24,8 @@ inline constexpr milliseconds stop_grace{3'000};   // SIGTERM -> SIGKILL
 inline constexpr milliseconds kill_wait{5'000};    // SIGKILL -> give up waiting
 inline constexpr milliseconds connect{1'000};      // one probe connection attempt
 inline constexpr milliseconds poll_cap{50};        // upper bound of probe backoff
+// The supervisor reports the server exec'ed (or failed) within this.
+inline constexpr milliseconds spawn_handshake{10'000};
 
 // HARNESS_TIMEOUT_SCALE as a factor (> 0), default 1.
 double scale();

@@ -1,4 +1,5 @@
 // The process layer against the real fixture server.
+#include "harness/detail/proc_tree.hpp"
 #include "harness/process.hpp"
 
 #include <fcntl.h>
@@ -508,16 +509,22 @@ TEST(Process, AForkedCopyOfTheRunnerLeavesTheServersAlone) {
   EXPECT_EQ(harness_test::tcp_request(port, "still here"), "pong: still here");
 }
 
-TEST(Process, AChildReapedBySomebodyElseIsNotSignalledByPid) {
-  // SIGCHLD set to SIG_IGN: the kernel reaps our children itself.
+TEST(Process, ARunnerThatReapsEverythingStillGetsExactStatuses) {
+  // SIGCHLD set to SIG_IGN: the kernel reaps the runner's children itself. The runner's
+  // only child is the supervisor, which relays the server's status, and keeps the
+  // server unreaped (its pid and group reserved) until the stop.
   auto old = std::signal(SIGCHLD, SIG_IGN);
-  process p = process::spawn(fixture({"--exit-before-ready=0"}));
+  process p = process::spawn(fixture({"--exit-before-ready=5"}));
   auto s = p.wait_for(10s);
-  std::signal(SIGCHLD, old);
   ASSERT_TRUE(s);
-  EXPECT_FALSE(s->known()) << *s;
-  EXPECT_FALSE(p.signal_group(SIGTERM));  // its pid may be somebody else's by now
-  EXPECT_FALSE(p.stop().known());
+  EXPECT_EQ(*s, exit_status::exited_with(5));
+  harness::detail::proctree::brief b;
+  ASSERT_TRUE(harness::detail::proctree::read_brief(p.pid(), b));
+  EXPECT_EQ(b.state, 'Z') << "the server's pid must stay reserved until stop()";
+  EXPECT_EQ(b.ppid, p.supervisor_pid());
+  EXPECT_EQ(p.stop(), exit_status::exited_with(5));
+  std::signal(SIGCHLD, old);
+  EXPECT_FALSE(p.signal_group(SIGTERM));  // stopped: its pid may be somebody else's now
 }
 
 TEST(Process, OnExitMayStopItsOwnProcess) {
@@ -629,12 +636,12 @@ TEST_F(BadInput, BadOptions) {
   EXPECT_EQ(bad_env.error().code, errc::invalid_argument);
 }
 
-TEST_F(BadInput, ForkFailureIsTyped) {
+TEST_F(BadInput, SpawnFailureIsTyped) {
   harness::detail::inject_fork_failures_for_testing(1);
   auto r = process::try_spawn(fixture({"--exit-before-ready=0"}));
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, errc::spawn_failed);
-  EXPECT_NE(r.error().message().find("fork"), std::string::npos);
+  EXPECT_NE(r.error().message().find("posix_spawn"), std::string::npos) << r.error().message();
 }
 
 // --- kernels without pidfd ------------------------------------------------------

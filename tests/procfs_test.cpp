@@ -2,10 +2,13 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <csignal>
+
 #include <algorithm>
 #include <set>
 
 #include "harness/detail/proc_fs.hpp"
+#include "harness/detail/proc_tree.hpp"
 #include "harness/detail/proc_net.hpp"
 #include "harness/process.hpp"
 #include "support.hpp"
@@ -91,17 +94,7 @@ TEST(ProcNet, FindsOurListenerAndItsHolder) {
   EXPECT_EQ(procnet::describe_holders(port), "nobody listens on port " + std::to_string(port));
 }
 
-TEST(ProcTree, ForkCounterGrows) {
-  auto before = procfs::fork_count();
-  ASSERT_TRUE(before);
-  harness::process::spawn({.argv = {harness_test::fixture_server(), "--exit-before-ready=0"}}).stop();
-  auto after = procfs::fork_count();
-  ASSERT_TRUE(after);
-  EXPECT_GT(*after, *before);
-}
-
-TEST(ProcTree, FindsTheWholeTreeWithOrWithoutThePidShortcut) {
-  const auto forks_before = procfs::fork_count().value_or(0);
+TEST(ProcTree, TheTreeIsEverythingBelowTheSupervisorWithOrWithoutChildLists) {
   harness::process p = harness::process::spawn(
       {.argv = {harness_test::fixture_server(), "--port=0", "--serve=none", "--fork-child",
                 "--fork-setsid", "--fork-daemon"}});
@@ -115,14 +108,24 @@ TEST(ProcTree, FindsTheWholeTreeWithOrWithoutThePidShortcut) {
   EXPECT_EQ(std::set<int>(tree.begin(), tree.end()), expected);
   EXPECT_EQ(tree.front(), p.pid());
 
-  const procfs::tree_scope scope{p.pid(), procfs::read_stat(p.pid())->start_time, forks_before};
-  const std::string marker = "HARNESS_SESSION=" + p.session_id();
-  auto fast = procfs::find_tree(marker, scope);
-  auto full = procfs::find_tree(marker, scope, true);
-  EXPECT_EQ(std::set<pid_t>(fast.begin(), fast.end()), std::set<pid_t>(full.begin(), full.end()));
-  EXPECT_EQ(full.size(), 3u);
+  // The /proc scan used on kernels without child lists finds the same processes.
+  harness::detail::proctree::disable_child_lists_for_testing(true);
+  auto scanned = p.tree();
+  harness::detail::proctree::disable_child_lists_for_testing(false);
+  EXPECT_EQ(std::set<int>(scanned.begin(), scanned.end()), expected);
+
   p.stop();
   EXPECT_TRUE(p.tree().empty());
+  for (int pid : expected) EXPECT_NE(::kill(pid, 0), 0) << "pid " << pid << " outlived stop()";
+}
+
+TEST(ProcTree, ReadsStateParentAndStartTime) {
+  // read_brief() on ourselves: state, parent and a start time.
+  harness::detail::proctree::brief b;
+  ASSERT_TRUE(harness::detail::proctree::read_brief(::getpid(), b));
+  EXPECT_EQ(b.ppid, ::getppid());
+  EXPECT_GT(b.start, 0u);
+  EXPECT_FALSE(harness::detail::proctree::read_brief(0x3ffffff0, b));
 }
 
 }  // namespace

@@ -183,37 +183,62 @@ TEST_F(SessionTest, EnormousReadyTimeoutDoesNotEndAtOnce) {
   EXPECT_EQ(ping(s), "pong: ping");
 }
 
-TEST_F(SessionTest, AServerThatDaemonizesIsNotAPortCollision) {
-  // The started process exits at once; the copy it left behind listens on {port} a
-  // little later. (Were the copy to listen before the exit is seen, the session would
-  // be ready: the port is served by the tree. The delay keeps the exit first.)
+TEST_F(SessionTest, AServerThatDaemonizesIsFollowed) {
+  // The started process exits at once with status 0; the copy it left behind listens
+  // on {port} a little later. The copy is the server from then on.
   auto r = session::try_start(
       {.command = {"/bin/sh", "-c", "\"$0\" --port=\"$1\" --delay-ms=200 & exit 0", fixture_server(),
                    "{port}"},
        .respawn = {.attempts = 3}});
-  ASSERT_FALSE(r);
-  EXPECT_EQ(r.error().code, errc::exited_before_ready);
-  EXPECT_NE(r.error().message().find("does it daemonize?"), std::string::npos) << r.error().message();
-  EXPECT_NE(r.error().message().find("1. port "), std::string::npos);
-  EXPECT_EQ(r.error().message().find("2. port "), std::string::npos) << "it was respawned";
+  ASSERT_TRUE(r) << r.error().message();
+  session s = std::move(*r);
+  EXPECT_EQ(s.attempts().size(), 1u) << "it was respawned";
+  EXPECT_TRUE(s.process().daemonized());
+  auto pid_line = s.output().wait_for_line(R"(^PID (\d+)$)", 10s);
+  ASSERT_TRUE(pid_line);
+  EXPECT_EQ(s.pid(), std::stoi(pid_line->groups[1])) << "pid() names the daemon";
+  EXPECT_TRUE(s.running());
+  EXPECT_EQ(harness_test::tcp_request(s.port(), "hi"), "pong: hi");
+  EXPECT_NE(s.summary().find("(daemonized)"), std::string::npos) << s.summary();
+  const int fd = harness_test::open_pidfd(s.pid());
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(s.stop(), harness::exit_status::exited_with(0));  // the daemon's own status
+  EXPECT_TRUE(harness_test::pidfd_exited(fd)) << "the daemon outlived stop()";
+  ::close(fd);
 }
 
-TEST_F(SessionTest, AServerThatDaemonizesIsNamedEvenBeforeItsCopyListens) {
-  // The copy left behind never binds (it waits for a file nobody creates): the exit
-  // is judged by the processes left running, in every mode.
+TEST_F(SessionTest, ADaemonCanBeForbidden) {
+  // allow_daemon = false: the exit is judged, in every mode, and nothing is left.
   const std::string never = (std::filesystem::temp_directory_path() / "harness-never-created").string();
   for (const auto mode : {port_mode::lease, port_mode::announce}) {
     SCOPED_TRACE(mode == port_mode::lease ? "lease" : "announce");
     auto r = session::try_start(
         {.command = {"/bin/sh", "-c", "\"$0\" --port=\"$1\" --wait-file=\"$2\" & exit 0", fixture_server(),
                      mode == port_mode::lease ? "{port}" : "0", never},
-         .port = {.mode = mode}});
+         .port = {.mode = mode},
+         .allow_daemon = false});
     ASSERT_FALSE(r);
     EXPECT_EQ(r.error().code, errc::exited_before_ready);
     const std::string text = r.error().message();
     EXPECT_NE(text.find("exited with status 0; it left 1 process running (pid "), std::string::npos) << text;
-    EXPECT_NE(text.find("does it daemonize?"), std::string::npos) << text;
+    EXPECT_NE(text.find("it daemonized, which this spec forbids (allow_daemon = false)"), std::string::npos)
+        << text;
+    const auto at = text.find("running (pid ");
+    ASSERT_NE(at, std::string::npos);
+    const pid_t left = std::stoi(text.substr(at + 13));
+    EXPECT_NE(::kill(left, 0), 0) << "the copy it left (pid " << left << ") outlived the failed start";
   }
+}
+
+TEST_F(SessionTest, ACrashThatLeavesProcessesIsNotFollowed) {
+  // A non-zero exit is a failure even when processes of the tree live on.
+  auto r = session::try_start(
+      {.command = {"/bin/sh", "-c", "\"$0\" --port=0 --serve=none & exit 3", fixture_server()},
+       .port = {.mode = port_mode::announce}});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::exited_before_ready);
+  EXPECT_NE(r.error().message().find("exited with status 3; it left 1 process running"), std::string::npos)
+      << r.error().message();
 }
 
 TEST_F(SessionTest, CallbackProbeIsPolledUntilReady) {

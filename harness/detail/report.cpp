@@ -48,6 +48,8 @@ void append_report(const session_info& info, const exit_status& final_status, lo
       {"endpoint", info.endpoint},
       {"port", info.port},
       {"pid", info.pid},
+      {"daemonized", info.daemonized},
+      {"ownership", info.ownership},
       {"attempts", std::move(attempts)},
       {"ready_ms", info.ready_time.count()},
       {"status", final_status.str()},

@@ -1,15 +1,22 @@
-// Private: fork/exec of one child through Boost.Process v2 (POSIX only).
+// Private: start one server under its own harness-supervisor (POSIX only).
 //
-// Must be called on the harness I/O thread (see io_thread.hpp). Everything the child
-// does between fork and exec is async-signal-safe: it only touches memory prepared
-// here beforehand.
+// The runner never forks. It starts the supervisor with posix_spawn (glibc: clone with
+// CLONE_VM|CLONE_VFORK, so the cost does not grow with the runner's memory, and the
+// child runs no code of ours before exec) through a launcher written in Boost.Process
+// v2's launcher interface. The supervisor then starts the server and owns its whole
+// tree (see tools/supervisor/supervisor.cpp and supervisor_protocol.hpp).
+//
+// Safe to call from any thread: nothing here depends on which thread spawned (the
+// supervisor watches the runner *process* through a pidfd, not PDEATHSIG).
 #pragma once
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <string>
 #include <vector>
 
+#include "harness/detail/unique_fd.hpp"
 #include "harness/error.hpp"
 #include "harness/process.hpp"
 
@@ -19,24 +26,37 @@ struct spawn_request {
   std::string program;            // absolute path, already checked
   std::vector<std::string> argv;  // argv[0] as the user gave it
   std::vector<std::string> env;   // final "NAME=value" entries
-  // Index in env of a "LISTEN_PID=" entry whose value the child fills in; -1: none.
+  // Index in env of a "LISTEN_PID=" entry whose value the supervisor fills in with the
+  // server's pid; -1: none.
   int listen_pid_entry = -1;
   std::string cwd;                // empty: inherit
-  int stdin_fd = -1;              // parent fds duplicated onto 0, 1, 2
+  int stdin_fd = -1;              // runner fds duplicated onto 0, 1, 2
   int stdout_fd = -1;
   int stderr_fd = -1;
   std::vector<fd_pass> fds;       // extra fds (child_fd >= 3)
+  bool follow_daemon = true;
+  // Used by the supervisor when it is told to stop by a signal rather than by us.
+  stop_policy stop{};
 };
 
-// Room reserved for the pid digits in the LISTEN_PID entry.
-inline constexpr int listen_pid_digits = 20;
+// A started server: its supervisor (our child) and the server's pid.
+struct spawned_child {
+  pid_t supervisor = -1;
+  unique_fd supervisor_pidfd;  // empty without kernel pidfds
+  unique_fd control;           // SOCK_SEQPACKET to the supervisor, CLOEXEC
+  pid_t pid = -1;              // the server process
+  unsigned long long start_time = 0;
+};
 
-// Forks and execs. On success returns the child's pid; the child is in its own
-// process group, has PDEATHSIG armed and is not yet reaped. On failure nothing is
-// left behind (a child that failed to exec has been reaped).
-result<pid_t> spawn_child(const spawn_request& request);
+// Starts the supervisor and waits (bounded) until it reports the server exec'ed or
+// failed. On failure nothing is left behind.
+result<spawned_child> spawn_child(const spawn_request& request);
 
-// Lets tests simulate a failing fork (errno EAGAIN) for the next `count` spawns.
+// Where the supervisor program is: $HARNESS_SUPERVISOR, else the build tree's copy,
+// else the installed one (libexec). Empty when none exists.
+const std::string& supervisor_path();
+
+// Lets tests simulate a failing spawn (errno EAGAIN) for the next `count` spawns.
 void inject_fork_failures_for_testing(int count);
 
 }  // namespace harness::detail

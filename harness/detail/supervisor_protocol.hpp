@@ -1,0 +1,37 @@
+// Private: the messages between a runner and harness-supervisor (std-only; the
+// supervisor program includes it too).
+//
+// One supervisor runs per server: the runner starts it (posix_spawn), it becomes a
+// child subreaper, starts the server and owns everything below it. They talk over a
+// SOCK_SEQPACKET socket pair, one ASCII message per packet.
+//
+// supervisor -> runner
+//   S <pid> <start>                   the server was exec'ed (start: clock ticks since boot)
+//   E <errno> <step>                  starting it failed at <step> (fork, exec, subreaper)
+//   F <pid> <start>                   the server process exited with status 0 and left
+//                                     processes behind: it daemonized, and <pid> (the
+//                                     oldest of them) is followed as the server from now on
+//   X <how> <value> <left>            the server exited: how is e (exit code), k (killed by
+//                                     signal) or c (killed, core dumped); left: processes of
+//                                     its tree still alive
+//   Z <left>                          the stop is over and the supervisor exits; left: what
+//                                     even SIGKILL did not end (0 normally)
+// runner -> supervisor
+//   T <sig> <ms> [<sig> <ms>]...      stop: each step sends <sig> to the whole tree and
+//                                     waits up to <ms> for it to be empty
+//
+// The supervisor's command line:
+//   harness-supervisor CONTROL_FD RUNNER_PID FLAGS KEEP_FDS STOP_STEPS PROGRAM ARGV0 [ARG]...
+//   FLAGS      letters: l = write the server's pid into LISTEN_PID, f = follow a
+//              daemonizing server, g = give the server a process group of its own; "-" = none
+//   KEEP_FDS   fds the server inherits besides 0-2, comma-separated, or "-"
+//   STOP_STEPS the stop used when the supervisor itself gets SIGTERM/SIGINT/SIGHUP or
+//              loses its control socket: "15:5000,9:2000"
+#pragma once
+
+namespace harness::detail::supervisor_protocol {
+
+inline constexpr int max_message = 256;
+inline constexpr int max_stop_steps = 8;
+
+}  // namespace harness::detail::supervisor_protocol
