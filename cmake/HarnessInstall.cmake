@@ -45,6 +45,12 @@ install(TARGETS ${_harness_targets}
 # (No INCLUDES DESTINATION: each target already carries
 # $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>.)
 
+# The supervisor every server runs under. The library looks for it at the path this
+# install puts it (compiled in), so install with the prefix you configured with, or set
+# HARNESS_SUPERVISOR to where it is.
+install(TARGETS harness-supervisor
+  RUNTIME DESTINATION "${CMAKE_INSTALL_LIBEXECDIR}/serve-harness" COMPONENT harness_runtime)
+
 # The CLI, once it exists: installed to bin/ and exported, so a consumer's CMake can
 # name it in add_test() as an imported target.
 if(TARGET harness)

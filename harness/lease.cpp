@@ -2,17 +2,20 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <random>
 
 #include "harness/detail/net.hpp"
@@ -106,10 +109,53 @@ lease& lease::operator=(lease&& other) noexcept {
   return *this;
 }
 
+namespace {
+
+// The lock fds this process holds, for the fork handler. Lock-free: the handler runs in
+// a fork()ed child, where a mutex may be held by a thread that does not exist there.
+constexpr int max_held = 4096;
+std::atomic<int> held_fds[max_held];
+
+void close_held_after_fork() {
+  for (auto& slot : held_fds) {
+    const int fd = slot.exchange(-1);
+    if (fd >= 0) ::close(fd);  // the parent's lock stays: it still has its own fd
+  }
+}
+
+void remember_held(int fd) {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    for (auto& slot : held_fds) slot.store(-1);
+    ::pthread_atfork(nullptr, nullptr, close_held_after_fork);
+  });
+  for (auto& slot : held_fds) {
+    int empty = -1;
+    if (slot.compare_exchange_strong(empty, fd)) return;
+  }
+}
+
+void forget_held(int fd) {
+  for (auto& slot : held_fds) {
+    int expected = fd;
+    if (slot.compare_exchange_strong(expected, -1)) return;
+  }
+}
+
+}  // namespace
+
+lease::lease(int fd, std::uint16_t port, std::filesystem::path path) noexcept
+    : fd_(fd), port_(port), path_(std::move(path)) {
+  remember_held(fd_);
+}
+
 lease::~lease() { release(); }
 
 void lease::release() noexcept {
-  if (fd_ >= 0) ::close(fd_);  // drops the flock; the file stays
+  if (fd_ >= 0) {
+    forget_held(fd_);
+    ::close(fd_);  // drops the flock; the file stays
+  }
   fd_ = -1;
 }
 

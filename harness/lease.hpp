@@ -66,6 +66,10 @@ struct lease_options {
   std::string note{};
 };
 
+// A lease lives exactly as long as the process that took it: the kernel drops the
+// lock when the holder dies. A fork()ed copy of the runner that never execs (a gtest
+// death test) closes its copies of the lock files at once, so a runner killed while
+// such a copy lives on still frees its ports.
 class lease {
  public:
   // Leases a free port. errc::pool_exhausted (with counts of ports held by other
@@ -94,8 +98,7 @@ class lease {
   void release() noexcept;
 
  private:
-  lease(int fd, std::uint16_t port, std::filesystem::path path) noexcept
-      : fd_(fd), port_(port), path_(std::move(path)) {}
+  lease(int fd, std::uint16_t port, std::filesystem::path path) noexcept;
   int fd_ = -1;
   std::uint16_t port_ = 0;
   std::filesystem::path path_;

@@ -27,7 +27,8 @@ if(HARNESS_CONSUMER_STEP STREQUAL "install")
       --prefix "${HARNESS_CONSUMER_PREFIX}" --config "${HARNESS_CONSUMER_CONFIG}")
   foreach(must_exist IN ITEMS
       include/harness/process.hpp
-      include/harness/child/child.hpp)
+      include/harness/child/child.hpp
+      libexec/serve-harness/harness-supervisor)
     if(NOT EXISTS "${HARNESS_CONSUMER_PREFIX}/${must_exist}")
       message(FATAL_ERROR "consumer: the install lacks ${must_exist}")
     endif()

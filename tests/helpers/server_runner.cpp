@@ -1,0 +1,79 @@
+// A test runner stand-in for any servers: starts one session per command (lease mode,
+// in parallel), reports their ports, then waits to be killed. Used by the tests that
+// kill a runner (tests/real/, tests/ownership_test.cpp).
+//
+//   server-runner [--fork] CMD [ARG]... [--- CMD [ARG]...]...
+//
+// prints "STARTING" first, then "PORT <i> <port> <pid>" as server i becomes ready, then
+// "READY" once all are. With --fork it then forks a child that never execs and only
+// waits (as a fork-style gtest death test does) and prints "FORKED <pid>" before
+// "READY". A start that fails prints "FAILED <i>" (the error on stderr) and exits 1.
+// SIGTERM ends it like any test program: at once, without running destructors.
+#include <unistd.h>
+
+#include <future>
+#include <iostream>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "harness/session.hpp"
+
+int main(int argc, char** argv) {
+  bool fork_child = false;
+  std::vector<std::vector<std::string>> commands(1);
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg == "--fork" && commands.size() == 1 && commands[0].empty()) {
+      fork_child = true;
+    } else if (arg == "---") {
+      commands.emplace_back();
+    } else {
+      commands.back().emplace_back(arg);
+    }
+  }
+  for (const auto& c : commands) {
+    if (c.empty()) {
+      std::cerr << "usage: server-runner [--fork] CMD [ARG]... [--- CMD [ARG]...]...\n";
+      return 64;
+    }
+  }
+
+  std::cout << "STARTING" << std::endl;
+  std::mutex out_m;
+  std::vector<std::future<harness::result<harness::session>>> starts;
+  for (std::size_t i = 0; i < commands.size(); ++i) {
+    starts.push_back(std::async(std::launch::async, [&, i] {
+      auto s = harness::session::try_start({.command = commands[i]});
+      std::lock_guard lock(out_m);
+      if (s) {
+        std::cout << "PORT " << i << " " << s->port() << " " << s->pid() << std::endl;
+      } else {
+        std::cerr << "session " << i << ": " << s.error().message() << std::endl;
+        std::cout << "FAILED " << i << std::endl;
+      }
+      return s;
+    }));
+  }
+  std::vector<harness::session> sessions;
+  bool failed = false;
+  for (auto& f : starts) {
+    auto s = f.get();
+    if (s) {
+      sessions.push_back(std::move(*s));
+    } else {
+      failed = true;
+    }
+  }
+  if (failed) return 1;
+  if (fork_child) {
+    const pid_t child = ::fork();
+    if (child == 0) {
+      for (;;) ::pause();  // holds copies of every fd of the runner, as a death test does
+    }
+    std::cout << "FORKED " << child << std::endl;
+  }
+  std::cout << "READY" << std::endl;
+  for (;;) ::pause();
+}

@@ -1,0 +1,274 @@
+// Debian's real servers (scripts/setup installs them): they rewrite their title over
+// the environment, daemonize, setsid and drop privileges, and each must still be
+// followed, owned and left behind by nothing — after stop, after the runner is
+// SIGKILLed at several moments, when runners nest, and when the runner has a fork()ed
+// child that never execs.
+//
+// Leftovers are counted without the harness: processes by start time and executable
+// (leftovers.hpp), listeners with `ss`. The tests share RESOURCE_LOCK real-servers, so
+// no other test starts these programs meanwhile.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "harness/lease.hpp"
+#include "harness/process.hpp"
+#include "harness/session.hpp"
+#include "leftovers.hpp"
+#include "support.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using harness::exit_status;
+using harness::session;
+
+const std::vector<std::string> real_programs = {"redis-server", "nginx", "memcached"};
+
+bool in_path(const std::string& program) {
+  const char* path = std::getenv("PATH");
+  std::string dirs = path != nullptr ? path : "/usr/bin:/bin";
+  for (std::size_t start = 0; start <= dirs.size();) {
+    auto end = dirs.find(':', start);
+    if (end == std::string::npos) end = dirs.size();
+    if (::access((dirs.substr(start, end - start) + "/" + program).c_str(), X_OK) == 0) return true;
+    start = end + 1;
+  }
+  // Debian puts nginx in /usr/sbin, which a non-root PATH may lack.
+  return ::access(("/usr/sbin/" + program).c_str(), X_OK) == 0;
+}
+
+std::string scratch_dir() {
+  char tmpl[] = "/tmp/harness-real-XXXXXX";
+  const char* made = ::mkdtemp(tmpl);
+  return made != nullptr ? made : "/tmp";
+}
+
+// redis that forks into the background (redis' own --daemonize yes).
+std::vector<std::string> redis_daemon(const std::string& dir) {
+  return {"redis-server", "--port", "{port}", "--bind", "127.0.0.1", "--save", "",
+          "--daemonize", "yes", "--pidfile", dir + "/redis-{port}.pid", "--dir", dir};
+}
+
+// nginx with its default `daemon on`, two workers (as nobody when we are root). Its port
+// comes only from its config file: a shell renders the template first (exec: the shell
+// becomes nginx).
+std::vector<std::string> nginx_daemon(const std::string& dir) {
+  std::ofstream(dir + "/nginx.conf.in")
+      << "pid " << dir << "/nginx-PORT.pid;\n"
+      << "error_log stderr;\nworker_processes 2;\nevents {}\nhttp {\n  access_log off;\n"
+      << "  client_body_temp_path " << dir << ";\n  proxy_temp_path " << dir << ";\n"
+      << "  fastcgi_temp_path " << dir << ";\n  uwsgi_temp_path " << dir << ";\n"
+      << "  scgi_temp_path " << dir << ";\n"
+      << "  server { listen 127.0.0.1:PORT; location / { return 200 \"hello\\n\"; } }\n}\n";
+  return {"/bin/sh", "-c",
+          "sed \"s/PORT/$1/g\" \"$0/nginx.conf.in\" > \"$0/nginx-$1.conf\" && exec nginx -c \"$0/nginx-$1.conf\"",
+          dir, "{port}"};
+}
+
+// memcached -d (as nobody when we are root: it refuses to run as root otherwise).
+std::vector<std::string> memcached_daemon() {
+  return {"memcached", "-d", "-u", "nobody", "-p", "{port}", "-l", "127.0.0.1", "-U", "0"};
+}
+
+class Real : public testing::Test {
+ protected:
+  void SetUp() override {
+    for (const auto& p : real_programs) {
+      if (!in_path(p)) GTEST_SKIP() << p << " is not installed (./scripts/setup installs it)";
+    }
+    since_ = harness_test::boot_ticks_now();
+    dir_ = scratch_dir();
+  }
+  void TearDown() override {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+
+  // Nothing of the real servers started by this test runs, and nobody listens on
+  // `ports`, within 2 s.
+  void expect_nothing_left(const std::vector<std::uint16_t>& ports, const std::string& when) {
+    const auto deadline = std::chrono::steady_clock::now() + 2s;
+    std::vector<harness_test::seen_process> left;
+    int listening = 0;
+    const bool clean = harness_test::holds_within(deadline, [&] {
+      left = harness_test::started_since(since_, real_programs);
+      listening = harness_test::listeners_on(ports);
+      return left.empty() && listening == 0;
+    });
+    EXPECT_TRUE(clean) << when << ": " << left.size() << " processes and " << listening
+                       << " listeners left after 2 s" << harness_test::describe(left);
+  }
+
+  unsigned long long since_ = 0;
+  std::string dir_;
+};
+
+std::string ping_redis(std::uint16_t port) {
+  return harness_test::tcp_request(port, "PING").value_or("(no answer)");
+}
+
+TEST_F(Real, RedisThatDaemonizesIsFollowedAndStoppedCompletely) {
+  auto r = session::try_start({.command = redis_daemon(dir_)});
+  ASSERT_TRUE(r) << r.error().message();
+  session s = std::move(*r);
+  EXPECT_EQ(s.attempts().size(), 1u);
+  EXPECT_TRUE(s.process().daemonized());
+  EXPECT_EQ(ping_redis(s.port()), "+PONG\r");
+  // pid() is the daemon, which redis renamed: "redis-server 127.0.0.1:<port>".
+  const std::string title = harness_test::read_text("/proc/" + std::to_string(s.pid()) + "/cmdline");
+  EXPECT_NE(title.find(std::to_string(s.port())), std::string::npos) << title;
+  EXPECT_NE(s.summary().find("subreaper"), std::string::npos) << s.summary();
+  const auto port = s.port();
+  EXPECT_EQ(s.stop(), exit_status::exited_with(0));
+  expect_nothing_left({port}, "after stop");
+}
+
+TEST_F(Real, RedisStartedWithSetsidFromAShellIsOurs) {
+  // Its own session and a title over its environment: still the tree's, so no false
+  // collision and no respawn.
+  auto r = session::try_start(
+      {.command = {"/bin/sh", "-c", "setsid redis-server --port \"$0\" --bind 127.0.0.1 --save '' & wait",
+                   "{port}"}});
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->attempts().size(), 1u) << r->summary();
+  EXPECT_EQ(ping_redis(r->port()), "+PONG\r");
+  const auto port = r->port();
+  r->stop();
+  expect_nothing_left({port}, "after stop");
+}
+
+TEST_F(Real, NginxDaemonOnWithWorkersIsOurs) {
+  auto r = session::try_start({.command = nginx_daemon(dir_),
+                               .ready = {.probes = {harness::probe::http("/", 200)}}});
+  ASSERT_TRUE(r) << r.error().message();
+  session s = std::move(*r);
+  EXPECT_EQ(s.attempts().size(), 1u) << s.summary();
+  EXPECT_TRUE(s.process().daemonized());
+  // The master and its workers (as nobody under a root runner) are all below the
+  // supervisor.
+  const auto tree = s.process().tree();
+  EXPECT_GE(tree.size(), 3u) << "master and two workers";
+  const auto port = s.port();
+  s.stop();
+  expect_nothing_left({port}, "after stop");
+}
+
+TEST_F(Real, MemcachedThatDaemonizesIsFollowed) {
+  auto r = session::try_start({.command = memcached_daemon()});
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_TRUE(r->process().daemonized());
+  EXPECT_EQ(harness_test::tcp_request(r->port(), "version").value_or("").rfind("VERSION ", 0), 0u);
+  const auto port = r->port();
+  r->stop();
+  expect_nothing_left({port}, "after stop");
+}
+
+TEST_F(Real, ForbiddingADaemonFailsTheStartAndLeavesNothing) {
+  auto spec = harness::server_spec{.command = redis_daemon(dir_), .allow_daemon = false};
+  auto r = session::try_start(spec);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, harness::errc::exited_before_ready);
+  EXPECT_NE(r.error().message().find("it daemonized, which this spec forbids"), std::string::npos)
+      << r.error().message();
+  expect_nothing_left({}, "after the failed start");
+}
+
+// --- the runner dies -------------------------------------------------------------------
+
+// Starts server-runner with the three real servers (and `extra` flags first).
+harness::process start_runner(const std::string& dir, const std::vector<std::string>& extra = {}) {
+  std::vector<std::string> argv{HARNESS_SERVER_RUNNER};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  for (const auto& cmd : {redis_daemon(dir), nginx_daemon(dir), memcached_daemon()}) {
+    if (argv.size() > 1 + extra.size()) argv.emplace_back("---");
+    argv.insert(argv.end(), cmd.begin(), cmd.end());
+  }
+  return harness::process::spawn({.argv = argv, .follow_daemon = false});
+}
+
+std::vector<std::uint16_t> ports_of(const harness::process& runner) {
+  std::vector<std::uint16_t> ports;
+  for (const auto& line : runner.output().tail_lines(harness::stream::out)) {
+    if (line.rfind("PORT ", 0) == 0) {
+      std::istringstream in(line.substr(5));
+      int index = 0, port = 0;
+      in >> index >> port;
+      ports.push_back(static_cast<std::uint16_t>(port));
+    }
+  }
+  return ports;
+}
+
+TEST_F(Real, RunnerSigkilledAtSeveralMomentsLeavesNoServer) {
+  // Before any server is ready, when the first is, and when all are.
+  for (const std::string moment : {"^STARTING$", "^PORT ", "^READY$"}) {
+    SCOPED_TRACE("killed after " + moment);
+    harness::process runner = start_runner(dir_);
+    auto seen = runner.output().wait_for_line(moment, 30s);
+    ASSERT_TRUE(seen) << seen.error().message() << runner.output().tail(harness::stream::err);
+    ASSERT_TRUE(runner.signal(SIGKILL));
+    ASSERT_TRUE(runner.wait_for(10s));
+    const auto ports = ports_of(runner);
+    expect_nothing_left(ports, "runner killed after " + moment);
+    for (auto port : ports) {
+      auto again = harness::lease::try_acquire({.range = harness::port_range{port, port}});
+      EXPECT_TRUE(again) << "port " << port << " is still leased: " << again.error().message();
+    }
+    runner.stop();
+  }
+}
+
+TEST_F(Real, RunnerWithAForkedChildStillLeavesNothingAndFreesItsPorts) {
+  harness::process runner = start_runner(dir_, {"--fork"});
+  auto forked = runner.output().wait_for_line(R"(^FORKED (\d+)$)", 30s);
+  ASSERT_TRUE(forked) << forked.error().message() << runner.output().tail(harness::stream::err);
+  ASSERT_TRUE(runner.output().wait_for_line("^READY$", 10s));
+  const int child = harness_test::open_pidfd(std::stoi(forked->groups[1]));
+  ASSERT_GE(child, 0);
+  ASSERT_TRUE(runner.signal(SIGKILL));  // the runner only: its forked child lives on
+  const auto ports = ports_of(runner);
+  ASSERT_EQ(ports.size(), 3u);
+  expect_nothing_left(ports, "runner killed, its forked child alive");
+  EXPECT_FALSE(harness_test::pidfd_exited(child)) << "the forked child was meant to live on";
+  for (auto port : ports) {
+    auto again = harness::lease::try_acquire({.range = harness::port_range{port, port}});
+    EXPECT_TRUE(again) << "port " << port << " is still leased (the forked child holds the lock?)";
+  }
+  ::close(child);
+  runner.stop();  // and the forked child with it
+}
+
+TEST_F(Real, NestedRunnersLeaveNothing) {
+  // A test program inside another runner's server tree: `harness run --then` runs a
+  // runner that starts redis. Killing the outer runner takes everything down; so does
+  // stopping it.
+  for (const bool kill : {true, false}) {
+    SCOPED_TRACE(kill ? "outer runner SIGKILLed" : "outer runner stopped");
+    const std::string inner = std::string(HARNESS_SERVER_RUNNER) + " redis-server --port {{port}} --bind 127.0.0.1 --save ''" +
+                              " --daemonize yes --pidfile " + dir_ + "/inner-{{port}}.pid";
+    harness::process outer = harness::process::spawn(
+        {.argv = {HARNESS_CLI, "run", "--then", inner, "--", harness_test::fixture_server(), "--port={port}"},
+         .follow_daemon = false});
+    auto ready = outer.output().wait_for_line("^READY$", 30s);
+    ASSERT_TRUE(ready) << ready.error().message() << outer.output().tail(harness::stream::err);
+    const auto ports = ports_of(outer);
+    ASSERT_EQ(ports.size(), 1u);
+    EXPECT_EQ(ping_redis(ports[0]), "+PONG\r");
+    if (kill) {
+      ASSERT_TRUE(outer.signal(SIGKILL));
+    } else {
+      outer.stop();
+    }
+    expect_nothing_left(ports, kill ? "outer killed" : "outer stopped");
+    outer.stop();
+  }
+}
+
+}  // namespace
