@@ -543,6 +543,7 @@ process::~process() {
 
 int process::pid() const {
   if (!state_) return -1;
+  detail::pump(*state_);
   std::lock_guard lock(state_->m);
   return state_->pid;
 }
@@ -551,6 +552,7 @@ int process::supervisor_pid() const { return state_ ? state_->supervisor : -1; }
 
 bool process::daemonized() const {
   if (!state_) return false;
+  detail::pump(*state_);
   std::lock_guard lock(state_->m);
   return state_->followed;
 }

@@ -96,10 +96,11 @@ inline std::vector<seen_process> started_since(unsigned long long since,
   });
 }
 
-// Live processes whose command line (or title) contains `token`.
-inline std::vector<seen_process> with_token(const std::string& token) {
-  return leftovers_detail::scan(
-      [&](const seen_process& p, unsigned long long) { return p.cmdline.find(token) != std::string::npos; });
+// Live processes of executable `exe` whose command line (or title) contains `token`.
+inline std::vector<seen_process> with_token(const std::string& token, const std::string& exe = "fixture-server") {
+  return leftovers_detail::scan([&](const seen_process& p, unsigned long long) {
+    return (p.exe == exe || p.exe == exe + " (deleted)") && p.cmdline.find(token) != std::string::npos;
+  });
 }
 
 // How many TCP sockets listen on any of `ports`, as `ss` sees them (-1: ss failed).
