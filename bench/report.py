@@ -183,6 +183,27 @@ def main():
                         f"({soak.get('rss_growth_pct')}%), fds {soak.get('fds_base')} → {soak.get('fds_end')}",
                         soak.get("rss_ok") == "1" and soak.get("fds_ok") == "1"
                         and soak.get("failures") == "0"))
+    # runner size: spawn->ready from a small and a big runner, harness and fork side by side
+    sizes = {}
+    size_path = os.path.join(d, "runner_size.csv")
+    if os.path.exists(size_path):
+        with open(size_path) as f:
+            for row in f:
+                parts = row.strip().split(",")
+                if len(parts) == 4:
+                    sizes.setdefault((parts[0], int(parts[1])), []).append(float(parts[2]))
+    big_mib = max((h for _, h in sizes), default=0)
+    def size_ratio(launcher):
+        small, big = sizes.get((launcher, 0)), sizes.get((launcher, big_mib))
+        return pct(big, 0.5) / pct(small, 0.5) if small and big else float("nan")
+    if sizes:
+        hr, fr = size_ratio("harness"), size_ratio("fork")
+        targets.append((f"spawn→ready from a runner holding {big_mib // 1024} GiB resident ≤ 1.15× a small runner",
+                        f"harness **{fmt(hr)}×** ({fmt(ms(pct(sizes[('harness', big_mib)], 0.5)))} ms vs "
+                        f"{fmt(ms(pct(sizes[('harness', 0)], 0.5)))} ms); a fork-based launch beside it: "
+                        f"{fmt(fr)}× ({fmt(ms(pct(sizes[('fork', big_mib)], 0.5)))} ms vs "
+                        f"{fmt(ms(pct(sizes[('fork', 0)], 0.5)))} ms)",
+                        hr <= 1.15))
     P("## Targets")
     P("")
     P("| target | measured | status |")
@@ -193,6 +214,22 @@ def main():
     met = sum(1 for *_, ok in targets if ok)
     P(f"{met} of {len(targets)} targets met. Misses are analysed with profiles under *Where the time goes*.")
     P("")
+
+    if sizes:
+        P("## Runner size: spawn → ready from a small and a big runner")
+        P("")
+        P(f"`runner-size` touches N MiB of heap (resident: a test binary holding that much), then starts "
+          f"the fixture in announce mode (HARNESS_READY_FD) and stops it, one sample per start. "
+          f"`harness` is `session::try_start` (the supervisor is started with posix_spawn); `fork` is the "
+          f"launch the harness no longer uses, as a baseline: `fork()` of the runner, `execv` of the "
+          f"fixture in the child, the port read from a pipe. The four kinds ran in alternating rounds.")
+        P("")
+        P("| launcher | runner heap | n | p50 ms | p90 ms | p99 ms |")
+        P("|---|---|---|---|---|---|")
+        for (launcher, heap), xs in sorted(sizes.items()):
+            P(f"| {launcher} | {heap} MiB | {len(xs)} | {fmt(ms(pct(xs, 0.5)))} | {fmt(ms(pct(xs, 0.9)))} | "
+              f"{fmt(ms(pct(xs, 0.99)))} |")
+        P("")
 
     # --- spawn -> ready --------------------------------------------------------------
     P("## Spawn → ready (start) and stop, per port mode")

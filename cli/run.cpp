@@ -78,8 +78,8 @@ harness::result<session> start(harness::server_spec spec, signal_watch& signals,
     const int sig = signals.take();
     report.say("interrupted by " + harness::signal_name(sig) + " before the server was ready");
     report.drain();
-    // A start cannot be cancelled. Our death closes the library's lifeline: its reaper
-    // kills the server tree, and the kernel drops the port lease.
+    // A start cannot be cancelled. Our death is enough: the server's supervisor sees it
+    // and kills the whole tree, and the kernel drops the port lease.
     std::_Exit(128 + sig);
   }
   starter.join();

@@ -1,9 +1,8 @@
 // Private: the one long-lived harness thread.
 //
-// It runs an asio io_context that drains every child's stdout/stderr and watches for
-// child exits, and it is the only thread that forks: PR_SET_PDEATHSIG fires when the
-// *thread* that forked a child exits, so forking from a thread that lives as long as
-// the process keeps children alive exactly as long as their runner.
+// It runs an asio io_context that drains every child's stdout/stderr and reads each
+// supervisor's messages (exits, daemons followed). Spawning does not happen here: any
+// thread may start a server (the supervisor watches the runner process, not a thread).
 //
 // The thread and its io_context are created on first use and never destroyed (they
 // die with the process), so no static destructor can race a running handler. After a

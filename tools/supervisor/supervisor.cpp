@@ -217,9 +217,9 @@ void report_exit(const siginfo_t& si, bool is_main);
 // Reaps every exited child except the main process, which is only observed (WNOWAIT)
 // and stays a zombie until the stop. Reports the server's exit.
 void reap() {
-  scratch.clear();
-  proctree::children(::getpid(), scratch);
-  for (pid_t pid : scratch) {
+  std::vector<pid_t> kids;  // not `scratch`: report_exit() below reuses that
+  proctree::children(::getpid(), kids);
+  for (pid_t pid : kids) {
     siginfo_t si{};
     if (pid == main_pid) {
       if (main_exited) continue;
@@ -304,9 +304,19 @@ int signal_tree(int sig) {
   return sent;
 }
 
+// Empty: nothing alive below us, and every child of ours reaped (its status taken)
+// but the main process, kept as a zombie on purpose. A multi-threaded child whose
+// main thread has exited shows as a zombie while its other threads still run; it is
+// not gone until it can be reaped.
 bool tree_empty() {
   proctree::descendants(::getpid(), scratch);
-  return scratch.empty();
+  if (!scratch.empty()) return false;
+  scratch.clear();
+  proctree::children(::getpid(), scratch);
+  for (pid_t pid : scratch) {
+    if (pid != main_pid) return false;
+  }
+  return true;
 }
 
 void drain_signalfd() {
@@ -361,9 +371,7 @@ bool wait_empty(long deadline, bool keep_killing) {
     int ws = 0;
     ::waitpid(main_pid, &ws, WNOHANG);
   }
-  // Anything else that exited meanwhile.
-  while (::waitpid(-1, nullptr, WNOHANG) > 0) {
-  }
+  reap();  // anything that exited meanwhile, with the server's status if it is one
   proctree::descendants(::getpid(), scratch);
   send_message("Z %ld", static_cast<long>(scratch.size()));
   std::_Exit(0);
@@ -422,8 +430,9 @@ void reset_all_dispositions() {
   }
 }
 
-// Forks and execs the server. The child only makes system calls on memory prepared
-// here (this process is single-threaded, but keep the child minimal anyway).
+// Starts the server with vfork + execve: the child shares our memory until the exec and
+// only makes system calls on memory prepared here (no allocation, no stdio), so the
+// start costs no page-table copy.
 void start_server() {
   char* listen_pid_digits = nullptr;
   std::string listen_entry;
@@ -440,7 +449,7 @@ void start_server() {
   }
   sigset_t none;
   sigemptyset(&none);
-  const pid_t pid = ::fork();
+  const pid_t pid = ::vfork();
   if (pid == 0) {
     ::close(report[0]);
     ::close(cfg.control);
