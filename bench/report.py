@@ -304,10 +304,10 @@ def main():
         desc = {
             "cost/listeners_proc_net_tcp": "the /proc fallback: read and parse /proc/net/tcp and /proc/net/tcp6 (what the core did before)",
             "cost/listeners_sock_diag": "what the core uses: `procnet::listening_inodes()`, a NETLINK_SOCK_DIAG dump of LISTEN sockets only (AF_INET + AF_INET6), same answer",
-            "cost/tree_walk_young_pids": "`procfs::find_tree()` as `process::stop()` runs it (twice per stop): only pids above the server's",
-            "cost/tree_walk_full": "`procfs::find_tree()` without the pid shortcut: every process of our uid",
-            "cost/proc_environ_scan": "`procfs::find_by_environ()`: read /proc/<pid>/environ of every process of our uid",
-            "cost/proc_stat_scan": "the floor of any full /proc scan: readdir + fstatat + read /proc/<pid>/stat of every process (what `find_tree()` does first)",
+            "cost/tree_walk_young_pids": "`proctree::descendants()` below a supervisor from the kernel's child lists: what `process::tree()`, the lease-mode listener check and every sweep of the supervisor run",
+            "cost/tree_walk_full": "the same from one scan of /proc (the fallback on kernels without child lists)",
+            "cost/proc_environ_scan": "`procfs::find_by_environ()`: read /proc/<pid>/environ of every process of our uid (the marker search ownership used to need; on no path now)",
+            "cost/proc_stat_scan": "the floor of any full /proc scan: readdir + fstatat + read /proc/<pid>/stat of every process",
             "cost/lease_record_truncate_then_write": "before: ftruncate(0) + pwrite, then close",
             "cost/lease_record_write_then_truncate": "lease.cpp `write_record()` now: pwrite + ftruncate(size), then close (twice per lease-mode session: acquire + set_note)",
         }
@@ -387,7 +387,7 @@ def main():
           "of a session and the most likely source of the step (not proven separately).")
         P("")
         P("The fds before the first session differ from the baseline by what the harness keeps for the "
-          "whole runner (the I/O thread's epoll/eventfd/timerfd, the reaper lifeline); "
+          "whole runner (the I/O thread's epoll/eventfd/timerfd); "
           "`build-bench/bench-data/soak.csv` has the samples every 250 sessions.")
         P("")
 
@@ -531,7 +531,7 @@ def main():
       "runs with `--benchmark_enable_random_interleaving=true`: the repetitions of all benchmarks are "
       "shuffled together, so the floor and every mode are sampled side by side throughout the run under the "
       "same (shared, noisy) machine load. One untimed warm-up session runs first (the harness I/O thread, "
-      "reaper and state directory are created once per runner).")
+      "and state directory are created once per runner).")
     P("- Start is timed around `session::try_start` (Google Benchmark manual time); stop around `stop()` plus "
       "destruction. The floor uses no harness code.")
     P("- Log files of the sessions go to a scratch directory (`HARNESS_LOG_DIR`) removed after the run.")
