@@ -240,8 +240,13 @@ TEST(Process, RunningOutOfFdsAtAnyStepOfASpawnNeverThrows) {
   // child's parking of fds, the pidfds) meets EMFILE in turn: with k free slots for
   // k = 0, 1, 2, ... The spawn fails with an error or starts a process that can be
   // stopped; it never throws and never leaks an fd.
+  // The count must be exact: no supervisor kept ready meanwhile (its fds come and go).
+  harness::detail::use_spare_supervisors_for_testing(false);
+  struct reenable {
+    ~reenable() { harness::detail::use_spare_supervisors_for_testing(true); }
+  } reenable_spares;
   {
-    process warm = process::spawn(fixture({"--exit-before-ready=0"}));  // io thread, reaper
+    process warm = process::spawn(fixture({"--exit-before-ready=0"}));  // io thread, state dir
     ASSERT_TRUE(warm.wait_for(10s));
   }
   rlimit old{};
@@ -507,6 +512,49 @@ TEST(Process, AForkedCopyOfTheRunnerLeavesTheServersAlone) {
   ASSERT_EQ(::waitpid(child, &status, 0), child);
   EXPECT_TRUE(p.running()) << "the forked copy stopped the parent's server";
   EXPECT_EQ(harness_test::tcp_request(port, "still here"), "pong: still here");
+}
+
+TEST(Process, ASpawnUsesASupervisorStartedAheadOfTime) {
+  process first = process::spawn(fixture({"--exit-before-ready=0"}));
+  // After a spawn, one idle supervisor (no child of its own) waits among our children...
+  std::vector<pid_t> idle;
+  std::vector<pid_t> kids, below;
+  harness::detail::proctree::children(::getpid(), kids);
+  for (pid_t k : kids) {
+    std::error_code ec;
+    const auto exe = std::filesystem::read_symlink("/proc/" + std::to_string(k) + "/exe", ec);
+    below.clear();
+    harness::detail::proctree::children(k, below);
+    if (exe.filename() == "harness-supervisor" && below.empty()) idle.push_back(k);
+  }
+  ASSERT_EQ(idle.size(), 1u) << "one supervisor kept ready";
+  // ...and the next spawn hands it the server.
+  process second = process::spawn(fixture({"--exit-before-ready=0"}));
+  EXPECT_EQ(second.supervisor_pid(), idle[0]);
+  EXPECT_EQ(first.wait_for(10s), exit_status::exited_with(0));
+  EXPECT_EQ(second.wait_for(10s), exit_status::exited_with(0));
+}
+
+TEST(Process, AForkedCopyOfTheRunnerStartsServersOfItsOwn) {
+  // A fork-style death test that starts a server must not take its parent's spare
+  // supervisor (that one watches the parent, and the parent will want it).
+  process warm = process::spawn(fixture({"--exit-before-ready=0"}));
+  ASSERT_TRUE(warm.wait_for(10s));
+  const pid_t child = ::fork();
+  if (child == 0) {
+    process mine = process::spawn(fixture({"--exit-before-ready=7"}));
+    auto s = mine.wait_for(10s);
+    const bool ok = s && *s == exit_status::exited_with(7) && mine.supervisor_pid() > 0;
+    harness::detail::proctree::brief b;
+    const bool my_supervisor = harness::detail::proctree::read_brief(mine.supervisor_pid(), b) && b.ppid == ::getpid();
+    ::_exit(ok && my_supervisor ? 0 : 1);
+  }
+  ASSERT_GT(child, 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the forked copy could not start its own server";
+  process after = process::spawn(fixture({"--exit-before-ready=3"}));
+  EXPECT_EQ(after.wait_for(10s), exit_status::exited_with(3));
 }
 
 TEST(Process, ARunnerThatReapsEverythingStillGetsExactStatuses) {

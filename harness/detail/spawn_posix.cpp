@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <spawn.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -15,6 +16,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <optional>
 
 #include <boost/asio/io_context.hpp>
@@ -52,6 +54,7 @@ struct spawn_plan {
   std::vector<fd_map> maps;
   const char* cwd = nullptr;
   char* const* envp = nullptr;
+  bool null_stdio = false;  // 0, 1 and 2 from /dev/null (after the maps)
 
   template <class Launcher>
   bp::error_code on_setup(Launcher& launcher, const bp::filesystem::path&, const char* const*) {
@@ -59,6 +62,15 @@ struct spawn_plan {
     for (const auto& m : maps) {
       if (int rc = ::posix_spawn_file_actions_adddup2(&launcher.actions, m.from, m.to); rc != 0) {
         return {rc, bp::system_category()};
+      }
+    }
+    if (null_stdio) {
+      for (int fd = 0; fd <= 2; ++fd) {
+        if (int rc = ::posix_spawn_file_actions_addopen(&launcher.actions, fd, "/dev/null",
+                                                        fd == 0 ? O_RDONLY : O_WRONLY, 0);
+            rc != 0) {
+          return {rc, bp::system_category()};
+        }
       }
     }
     if (cwd != nullptr) {
@@ -182,16 +194,6 @@ result<void> handshake(spawned_child& c, const spawn_request& req) {
   return make_failure(errc::spawn_failed, "harness-supervisor said \"" + std::string(buf) + "\"");
 }
 
-// Ends a supervisor that did not hand over a running server, and reaps it.
-void discard(spawned_child& c) {
-  if (c.supervisor <= 0) return;
-  pidfd::send_signal(c.supervisor_pidfd.get(), c.supervisor, SIGKILL);
-  int status = 0;
-  while (::waitpid(c.supervisor, &status, 0) < 0 && errno == EINTR) {
-  }
-  c.supervisor = -1;
-}
-
 // Maps runner fds onto the supervisor's numbers. A source that sits on some target
 // number is first copied above all targets (CLOEXEC, closed when the plan is done), so
 // that no dup2 of the plan overwrites another's source.
@@ -217,9 +219,158 @@ struct fd_plan {
   }
 };
 
+// A supervisor started ahead of time: it waits for its launch request.
+struct idle_supervisor {
+  pid_t pid = -1;
+  unique_fd pidfd;
+  unique_fd control;
+  pid_t owner = 0;  // the runner process that started it
+};
+
+// The number the supervisor's end of the control socket gets.
+constexpr int supervisor_control_fd = 3;
+
+result<idle_supervisor> start_supervisor(const std::string& path) {
+  int pair[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) {
+    return make_system_failure(errno, "socketpair");
+  }
+  idle_supervisor sup;
+  sup.control.reset(pair[0]);
+  unique_fd theirs(pair[1]);
+  // Its stdio is /dev/null: it must not hold the runner's output open (CTest waits for
+  // that pipe to close). Its control socket goes to fd 3.
+  fd_plan fds;
+  if (auto ok = fds.add_all({{theirs.get(), supervisor_control_fd}, {-1, 0}, {-1, 1}, {-1, 2}}); !ok) {
+    return std::move(ok).error();
+  }
+  fds.maps.resize(1);
+  spawn_plan plan{fds.maps, nullptr, nullptr};
+  plan.null_stdio = true;
+  static char* const no_env[] = {nullptr};
+  plan.envp = no_env;
+  const std::string control = std::to_string(supervisor_control_fd);
+  const std::string runner = std::to_string(::getpid());
+  const char* argv[] = {path.c_str(), control.c_str(), runner.c_str(), nullptr};
+  static boost::asio::io_context launch_context;  // only names an executor; never run
+  posix_spawn_launcher launcher;
+  bp::error_code ec;
+  auto child = launcher(launch_context.get_executor(), ec, bp::filesystem::path(path), argv, plan);
+  if (ec) return make_failure(errc::spawn_failed, "cannot start " + path + ": " + ec.message());
+  // From here on we own the supervisor: Boost's handle must not terminate it.
+  if (child.is_open()) child.detach();
+  sup.pid = launcher.pid;
+  sup.pidfd = std::move(launcher.pidfd);
+  sup.owner = ::getpid();
+  return sup;
+}
+
+// Ends a supervisor that will not run a server (or did not hand one over), and reaps it.
+void discard(idle_supervisor& s) {
+  if (s.pid <= 0) return;
+  if (s.owner == ::getpid()) {
+    pidfd::send_signal(s.pidfd.get(), s.pid, SIGKILL);
+    int status = 0;
+    while (::waitpid(s.pid, &status, 0) < 0 && errno == EINTR) {
+    }
+  }
+  s.pid = -1;
+  s.pidfd.reset();
+  s.control.reset();
+}
+
+// The spare: one supervisor kept started ahead of time, so that a spawn does not wait
+// for the supervisor's own exec. A fork()ed copy of the runner never uses its parent's.
+std::mutex spare_m;
+std::optional<idle_supervisor> spare;
+std::atomic<bool> spares_enabled{true};
+
+result<idle_supervisor> take_supervisor(const std::string& path) {
+  {
+    std::lock_guard lock(spare_m);
+    if (spare) {
+      idle_supervisor s = std::move(*spare);
+      spare.reset();
+      if (s.owner == ::getpid()) return s;
+      discard(s);  // the parent's: only our copies of its fds are closed
+    }
+  }
+  return start_supervisor(path);
+}
+
+void refill_spare(const std::string& path) {
+  if (!spares_enabled.load()) return;
+  std::lock_guard lock(spare_m);
+  if (spare && spare->owner == ::getpid()) return;
+  if (spare) discard(*spare);
+  spare.reset();
+  if (auto s = start_supervisor(path)) spare.emplace(std::move(*s));
+  // Without a spare (out of fds, say), the next spawn starts its supervisor itself.
+}
+
+// The request fields (supervisor_protocol.hpp) in a memfd.
+result<unique_fd> write_request(const spawn_request& req, const std::vector<std::string>& env) {
+  std::string flags = req.follow_daemon ? "fg" : "g";
+  if (req.listen_pid_entry >= 0) flags += 'l';
+  std::string text;
+  auto field = [&text](const std::string& f) {
+    text += f;
+    text.push_back('\0');
+  };
+  field(flags);
+  field(fd_list(req.fds));
+  field(stop_steps_text(req.stop));
+  field(req.cwd);
+  field(req.program);
+  field(std::to_string(req.argv.size()));
+  for (const auto& a : req.argv) field(a);
+  for (const auto& e : env) field(e);
+  unique_fd fd(::memfd_create("harness-request", MFD_CLOEXEC));
+  if (!fd) return make_system_failure(errno, "memfd_create");
+  for (std::size_t done = 0; done < text.size();) {
+    const ssize_t n = ::write(fd.get(), text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return make_system_failure(errno, "write the launch request");
+    done += static_cast<std::size_t>(n);
+  }
+  return fd;
+}
+
+// Sends the launch request with the server's fds. errno-style failure on a dead peer.
+result<void> send_request(const idle_supervisor& sup, int request, const spawn_request& req) {
+  std::vector<int> fds{request, req.stdin_fd, req.stdout_fd, req.stderr_fd};
+  for (const auto& f : req.fds) fds.push_back(f.fd);
+  std::vector<char> control(CMSG_SPACE(sizeof(int) * fds.size()));
+  char tag = 'L';
+  iovec iov{&tag, 1};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control.data();
+  msg.msg_controllen = control.size();
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+  std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+  ssize_t n;
+  do {
+    n = ::sendmsg(sup.control.get(), &msg, MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  if (n != 1) return make_system_failure(errno, "send the launch request to harness-supervisor");
+  return {};
+}
+
 }  // namespace
 
 void inject_fork_failures_for_testing(int count) { injected_fork_failures = count; }
+
+void use_spare_supervisors_for_testing(bool enabled) {
+  spares_enabled = enabled;
+  std::lock_guard lock(spare_m);
+  if (spare) discard(*spare);
+  spare.reset();
+}
 
 const std::string& supervisor_path() {
   static const std::string path = [] {
@@ -240,73 +391,48 @@ result<spawned_child> spawn_child(const spawn_request& req) {
     return make_failure(errc::spawn_failed,
                         "posix_spawn: " + std::error_code(EAGAIN, std::system_category()).message());
   }
-  const std::string& supervisor = supervisor_path();
-  if (supervisor.empty() || !exists(supervisor.c_str())) {
+  if (static_cast<int>(req.fds.size()) > supervisor_protocol::max_passed_fds) {
+    return make_failure(errc::invalid_argument, "too many fds to pass (at most 64)");
+  }
+  const std::string& path = supervisor_path();
+  if (path.empty() || !exists(path.c_str())) {
     return make_failure(errc::spawn_failed,
                         "harness-supervisor not found (looked at $HARNESS_SUPERVISOR, " +
                             std::string(HARNESS_SUPERVISOR_BUILD_PATH) + " and " +
                             std::string(HARNESS_SUPERVISOR_INSTALL_PATH) + ")");
   }
 
-  int pair[2];
-  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) {
-    return make_system_failure(errno, "socketpair");
-  }
-  spawned_child c;
-  c.control.reset(pair[0]);
-  unique_fd theirs(pair[1]);
-
-  int control_target = 3;
-  for (const auto& f : req.fds) control_target = std::max(control_target, f.child_fd + 1);
-  std::vector<fd_map> wanted{{req.stdin_fd, 0}, {req.stdout_fd, 1}, {req.stderr_fd, 2}};
-  for (const auto& f : req.fds) wanted.push_back({f.fd, f.child_fd});
-  wanted.push_back({theirs.get(), control_target});
-  fd_plan fds;
-  if (auto ok = fds.add_all(wanted); !ok) return std::move(ok).error();
-
   // The environment, with room for the supervisor to write the server's pid.
   std::vector<std::string> env = req.env;
   if (req.listen_pid_entry >= 0) {
     env[static_cast<std::size_t>(req.listen_pid_entry)] = "LISTEN_PID=" + std::string(20, '0');
   }
-  std::vector<char*> envp;
-  envp.reserve(env.size() + 1);
-  for (auto& e : env) envp.push_back(e.data());
-  envp.push_back(nullptr);
+  auto request = write_request(req, env);
+  if (!request) return std::move(request).error();
 
-  std::string flags = req.follow_daemon ? "fg" : "g";
-  if (req.listen_pid_entry >= 0) flags += 'l';
-  std::vector<std::string> args{supervisor,
-                                std::to_string(control_target),
-                                std::to_string(::getpid()),
-                                flags,
-                                fd_list(req.fds),
-                                stop_steps_text(req.stop),
-                                req.program};
-  args.insert(args.end(), req.argv.begin(), req.argv.end());
-  std::vector<const char*> argv;
-  argv.reserve(args.size() + 1);
-  for (const auto& a : args) argv.push_back(a.c_str());
-  argv.push_back(nullptr);
-
-  spawn_plan plan{fds.maps, req.cwd.empty() ? nullptr : req.cwd.c_str(), envp.data()};
-  static boost::asio::io_context launch_context;  // only names an executor; never run
-  posix_spawn_launcher launcher;
-  bp::error_code ec;
-  auto child = launcher(launch_context.get_executor(), ec, bp::filesystem::path(supervisor),
-                        argv.data(), plan);
-  if (ec) {
-    return make_failure(errc::spawn_failed, "cannot start " + supervisor + ": " + ec.message());
+  // A spare first; if it is gone (killed, say), a fresh one.
+  auto sup = take_supervisor(path);
+  if (!sup) return std::move(sup).error();
+  if (auto sent = send_request(*sup, request->get(), req); !sent) {
+    discard(*sup);
+    sup = start_supervisor(path);
+    if (!sup) return std::move(sup).error();
+    if (auto again = send_request(*sup, request->get(), req); !again) {
+      discard(*sup);
+      return std::move(again).error();
+    }
   }
-  c.supervisor = launcher.pid;
-  c.supervisor_pidfd = std::move(launcher.pidfd);
-  // From here on the process object owns the supervisor: Boost's handle must not
-  // terminate it on destruction.
-  if (child.is_open()) child.detach();
-  theirs.reset();  // the supervisor has its copy; EOF on ours now means it is gone
+  request->reset();
+  // The next spawn's supervisor starts now, while this one starts its server.
+  refill_spare(path);
 
+  spawned_child c;
+  c.supervisor = sup->pid;
+  c.supervisor_pidfd = std::move(sup->pidfd);
+  c.control = std::move(sup->control);
   if (auto ok = handshake(c, req); !ok) {
-    discard(c);
+    idle_supervisor failed{c.supervisor, std::move(c.supervisor_pidfd), std::move(c.control), ::getpid()};
+    discard(failed);
     return std::move(ok).error();
   }
   return c;

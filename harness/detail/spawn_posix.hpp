@@ -1,10 +1,14 @@
 // Private: start one server under its own harness-supervisor (POSIX only).
 //
-// The runner never forks. It starts the supervisor with posix_spawn (glibc: clone with
+// The runner never forks. It starts supervisors with posix_spawn (glibc: clone with
 // CLONE_VM|CLONE_VFORK, so the cost does not grow with the runner's memory, and the
 // child runs no code of ours before exec) through a launcher written in Boost.Process
-// v2's launcher interface. The supervisor then starts the server and owns its whole
-// tree (see tools/supervisor/supervisor.cpp and supervisor_protocol.hpp).
+// v2's launcher interface. One supervisor is kept started ahead of time (the spare):
+// a spawn hands it the server's command, environment and fds over its socket, and the
+// supervisor starts the server (vfork + execve) and owns its whole tree (see
+// tools/supervisor/supervisor.cpp and supervisor_protocol.hpp); a new spare is started
+// while the server starts. The runner's cost per spawn is constant, and the critical
+// path holds one exec, the server's.
 //
 // Safe to call from any thread: nothing here depends on which thread spawned (the
 // supervisor watches the runner *process* through a pidfd, not PDEATHSIG).
@@ -58,5 +62,9 @@ const std::string& supervisor_path();
 
 // Lets tests simulate a failing spawn (errno EAGAIN) for the next `count` spawns.
 void inject_fork_failures_for_testing(int count);
+
+// Tests that count the runner's fds exactly: no supervisor kept ready (and the current
+// one ended) while disabled.
+void use_spare_supervisors_for_testing(bool enabled);
 
 }  // namespace harness::detail

@@ -17,21 +17,29 @@
 //   Z <left>                          the stop is over and the supervisor exits; left: what
 //                                     even SIGKILL did not end (0 normally)
 // runner -> supervisor
+//   L + SCM_RIGHTS [request, stdin, stdout, stderr, passed fds...]
+//                                     start the server (once; the first packet). request
+//                                     is a memfd holding NUL-terminated fields:
+//                                     FLAGS, KEEP_FDS, STOP_STEPS, CWD, PROGRAM, ARGC,
+//                                     ARGC arguments (argv[0] first), then the environment
 //   T <sig> <ms> [<sig> <ms>]...      stop: each step sends <sig> to the whole tree and
 //                                     waits up to <ms> for it to be empty
 //
-// The supervisor's command line:
-//   harness-supervisor CONTROL_FD RUNNER_PID FLAGS KEEP_FDS STOP_STEPS PROGRAM ARGV0 [ARG]...
 //   FLAGS      letters: l = write the server's pid into LISTEN_PID, f = follow a
 //              daemonizing server, g = give the server a process group of its own; "-" = none
-//   KEEP_FDS   fds the server inherits besides 0-2, comma-separated, or "-"
-//   STOP_STEPS the stop used when the supervisor itself gets SIGTERM/SIGINT/SIGHUP or
-//              loses its control socket: "15:5000,9:2000"
+//   KEEP_FDS   the numbers the passed fds get in the server (>= 3), comma-separated, or "-"
+//   STOP_STEPS the stop used when the supervisor itself gets SIGTERM/SIGINT/SIGHUP:
+//              "15:5000,9:2000"
+//
+// The supervisor's command line is `harness-supervisor CONTROL_FD RUNNER_PID`: it can
+// be started before anyone knows what it will run (the runner keeps one ready, so that
+// a start costs the server's exec only).
 #pragma once
 
 namespace harness::detail::supervisor_protocol {
 
 inline constexpr int max_message = 256;
 inline constexpr int max_stop_steps = 8;
+inline constexpr int max_passed_fds = 64;
 
 }  // namespace harness::detail::supervisor_protocol

@@ -57,9 +57,13 @@ struct config {
   bool follow = false;
   bool own_group = false;
   std::vector<int> keep_fds;
-  std::vector<step> default_stop;
-  const char* program = nullptr;
-  char** argv = nullptr;
+  std::vector<step> default_stop{{SIGTERM, 3000}, {SIGKILL, 5000}};
+  std::string cwd;
+  std::string program;
+  std::vector<std::string> args;  // argv, then the environment (after `argc` of them)
+  std::size_t argc = 0;
+  std::vector<char*> argv;        // pointers into args, each list NULL-terminated
+  std::vector<char*> envp;
 };
 
 config cfg;
@@ -121,31 +125,12 @@ std::vector<step> parse_steps(const char* text) {
 }
 
 void parse_args(int argc, char** argv) {
-  if (argc < 8) usage();
+  if (argc != 3) usage();
   long v = 0;
   if (!parse_long(argv[1], v) || v < 3) usage();
   cfg.control = static_cast<int>(v);
   if (!parse_long(argv[2], v) || v <= 0) usage();
   cfg.runner = static_cast<pid_t>(v);
-  for (const char* f = argv[3]; *f != '\0'; ++f) {
-    if (*f == 'l') cfg.listen_pid = true;
-    if (*f == 'f') cfg.follow = true;
-    if (*f == 'g') cfg.own_group = true;
-  }
-  if (std::strcmp(argv[4], "-") != 0) {
-    std::string list(argv[4]);
-    std::size_t start = 0;
-    while (start <= list.size()) {
-      auto comma = list.find(',', start);
-      if (comma == std::string::npos) comma = list.size();
-      if (!parse_long(list.substr(start, comma - start).c_str(), v) || v < 3) usage();
-      cfg.keep_fds.push_back(static_cast<int>(v));
-      start = comma + 1;
-    }
-  }
-  cfg.default_stop = parse_steps(argv[5]);
-  cfg.program = argv[6];
-  cfg.argv = argv + 7;
 }
 
 bool kept(int fd) {
@@ -304,11 +289,14 @@ int signal_tree(int sig) {
   return sent;
 }
 
-// Empty: nothing alive below us, and every child of ours reaped (its status taken)
-// but the main process, kept as a zombie on purpose. A multi-threaded child whose
-// main thread has exited shows as a zombie while its other threads still run; it is
-// not gone until it can be reaped.
+// Empty: nothing alive below us, the main process's exit seen, and every other child
+// of ours reaped (its status taken); the main process is kept as a zombie on purpose.
+// A multi-threaded child whose main thread has exited shows as a zombie while its other
+// threads still run; it is not gone until waitid() reports it.
 bool tree_empty() {
+  // The main process too: its main thread shows as a zombie while other threads of it
+  // still run, and only waitid() says when its exit is complete.
+  if (main_pid > 0 && !main_exited) return false;
   proctree::descendants(::getpid(), scratch);
   if (!scratch.empty()) return false;
   scratch.clear();
@@ -433,13 +421,13 @@ void reset_all_dispositions() {
 // Starts the server with vfork + execve: the child shares our memory until the exec and
 // only makes system calls on memory prepared here (no allocation, no stdio), so the
 // start costs no page-table copy.
+char* listen_pid_digits = nullptr;  // in cfg.envp; static: it lives across vfork
+
 void start_server() {
-  char* listen_pid_digits = nullptr;
-  std::string listen_entry;
   if (cfg.listen_pid) {
     // Overwrite the LISTEN_PID entry in place (the runner put one with room for digits).
-    for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
-      if (std::strncmp(*e, "LISTEN_PID=", 11) == 0) listen_pid_digits = *e + 11;
+    for (char* e : cfg.envp) {
+      if (e != nullptr && std::strncmp(e, "LISTEN_PID=", 11) == 0) listen_pid_digits = e + 11;
     }
   }
   int report[2];
@@ -469,7 +457,7 @@ void start_server() {
     }
     reset_all_dispositions();
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    ::execve(cfg.program, cfg.argv, environ);
+    ::execve(cfg.program.c_str(), cfg.argv.data(), cfg.envp.data());
     const int err = errno;
     ssize_t ignored = ::write(report[1], &err, sizeof err);
     (void)ignored;
@@ -504,6 +492,155 @@ void start_server() {
   send_message("S %ld %ld", pid, static_cast<long>(b.start));
 }
 
+// --- the launch request -------------------------------------------------------------
+
+// Moves fd to the lowest free number >= base (CLOEXEC); returns it.
+int move_above(int fd, int base) {
+  const int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, base);
+  if (moved < 0) {
+    send_message("E %ld fds", errno);
+    std::_Exit(0);
+  }
+  ::close(fd);
+  return moved;
+}
+
+std::vector<std::string> split_fields(const std::string& text) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (start < text.size()) {
+    const auto nul = text.find('\0', start);
+    const auto end = nul == std::string::npos ? text.size() : nul;
+    out.emplace_back(text, start, end - start);
+    start = end + 1;
+  }
+  return out;
+}
+
+// Reads the request: one packet "L" carrying, by SCM_RIGHTS, a memfd with the fields
+// (supervisor_protocol.hpp) and the server's stdin, stdout, stderr and passed fds, in
+// that order. Puts each fd on its number for the server and fills cfg. False when the
+// runner closed the socket instead (nothing to start).
+bool take_request() {
+  constexpr int max_fds = 4 + harness::detail::supervisor_protocol::max_passed_fds;
+  char data[8];
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * max_fds)];
+  iovec iov{data, sizeof data};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  ssize_t n;
+  do {
+    n = ::recvmsg(cfg.control, &msg, MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  if (n <= 0) return false;
+  std::vector<int> fds;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (std::size_t i = 0; i < count; ++i) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+      fds.push_back(fd);
+    }
+  }
+  if (data[0] != 'L' || (msg.msg_flags & MSG_CTRUNC) != 0 || fds.size() < 4) {
+    send_message("E %ld request", EPROTO);
+    std::_Exit(0);
+  }
+  std::string text;
+  char buf[65536];
+  for (off_t at = 0;;) {
+    const ssize_t r = ::pread(fds[0], buf, sizeof buf, at);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    text.append(buf, static_cast<std::size_t>(r));
+    at += r;
+  }
+  ::close(fds[0]);
+  const auto fields = split_fields(text);
+  long argc = 0;
+  if (fields.size() < 7 || !parse_long(fields[5].c_str(), argc) || argc < 1 ||
+      fields.size() < 6 + static_cast<std::size_t>(argc)) {
+    send_message("E %ld request", EPROTO);
+    std::_Exit(0);
+  }
+  for (char f : fields[0]) {
+    if (f == 'l') cfg.listen_pid = true;
+    if (f == 'f') cfg.follow = true;
+    if (f == 'g') cfg.own_group = true;
+  }
+  if (fields[1] != "-") {
+    std::size_t start = 0;
+    while (start <= fields[1].size()) {
+      auto comma = fields[1].find(',', start);
+      if (comma == std::string::npos) comma = fields[1].size();
+      long v = 0;
+      if (!parse_long(fields[1].substr(start, comma - start).c_str(), v) || v < 3) usage();
+      cfg.keep_fds.push_back(static_cast<int>(v));
+      start = comma + 1;
+    }
+  }
+  if (fds.size() != 4 + cfg.keep_fds.size()) {
+    send_message("E %ld request", EPROTO);
+    std::_Exit(0);
+  }
+  cfg.default_stop = parse_steps(fields[2].c_str());
+  cfg.cwd = fields[3];
+  cfg.program = fields[4];
+  cfg.argc = static_cast<std::size_t>(argc);
+  cfg.args.assign(fields.begin() + 6, fields.end());
+  for (std::size_t i = 0; i < cfg.args.size(); ++i) {
+    if (i == cfg.argc) cfg.argv.push_back(nullptr);
+    (i < cfg.argc ? cfg.argv : cfg.envp).push_back(cfg.args[i].data());
+  }
+  if (cfg.args.size() == cfg.argc) cfg.argv.push_back(nullptr);
+  cfg.envp.push_back(nullptr);
+
+  // Our own fds and every source go above all target numbers first, so that no dup2
+  // below lands on an fd still needed.
+  int base = 3;
+  for (int t : cfg.keep_fds) base = t + 1 > base ? t + 1 : base;
+  cfg.control = move_above(cfg.control, base);
+  sigfd = move_above(sigfd, base);
+  if (runner_fd >= 0) runner_fd = move_above(runner_fd, base);
+  std::vector<int> targets{0, 1, 2};
+  targets.insert(targets.end(), cfg.keep_fds.begin(), cfg.keep_fds.end());
+  for (std::size_t i = 1; i < fds.size(); ++i) fds[i] = move_above(fds[i], base);
+  for (std::size_t i = 1; i < fds.size(); ++i) {
+    if (::dup2(fds[i], targets[i - 1]) < 0) {  // dup2 clears CLOEXEC: the server inherits it
+      send_message("E %ld fds", errno);
+      std::_Exit(0);
+    }
+    ::close(fds[i]);
+  }
+  if (!cfg.cwd.empty() && ::chdir(cfg.cwd.c_str()) != 0) {
+    send_message("E %ld chdir", errno);
+    std::_Exit(0);
+  }
+  return true;
+}
+
+// Waits for the launch request; exits quietly when the runner dies or closes the socket
+// first (an unused supervisor started ahead of time).
+void wait_for_request() {
+  for (;;) {
+    pollfd fds[3] = {{sigfd, POLLIN, 0}, {cfg.control, POLLIN, 0}, {runner_fd, POLLIN, 0}};
+    const nfds_t count = runner_fd >= 0 ? 3 : 2;
+    const int rc = ::poll(fds, count, runner_fd >= 0 ? -1 : 100);
+    if ((rc < 0 && errno != EINTR) || runner_gone()) std::_Exit(0);
+    // Before there is a child, any signal we handle (SIGCHLD cannot come yet) means:
+    // quit without starting anything.
+    if ((fds[0].revents & POLLIN) != 0) std::_Exit(0);
+    if ((fds[1].revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
+      if (!take_request()) std::_Exit(0);
+      return;
+    }
+  }
+}
+
 void setup() {
   ::prctl(PR_SET_NAME, "harness-superv", 0, 0, 0);
   close_other_fds();
@@ -533,6 +670,7 @@ void setup() {
 int main(int argc, char** argv) {
   parse_args(argc, argv);
   setup();
+  wait_for_request();
   start_server();
 
   for (;;) {
