@@ -19,6 +19,7 @@
 #include "harness/detail/net.hpp"
 #include "harness/detail/proc_fs.hpp"
 #include "harness/detail/proc_net.hpp"
+#include "harness/detail/proc_tree.hpp"
 #include "harness/detail/regex.hpp"
 #include "harness/detail/report.hpp"
 #include "harness/detail/respawn_loop.hpp"
@@ -112,9 +113,18 @@ struct start_events {
   std::optional<failure> bad;
   bool exited = false;
   std::string ready_fd_buffer;
-  // Notify datagrams from processes of our user, parsed by the waiting thread.
-  // Datagrams from NOTIFY_SOCKET with the sender's pid (the kernel vouches for it).
-  std::vector<std::pair<pid_t, std::string>> notify_pending;
+  // Datagrams from NOTIFY_SOCKET, parsed by the waiting thread, with the sender as the
+  // kernel reports it: whether it was in the server's tree when it arrived (1 yes, 0 no,
+  // -1 gone already, or not known yet: the supervisor was not known), and whether it
+  // ran as our user.
+  struct datagram {
+    pid_t sender = 0;
+    int in_tree = -1;
+    bool same_user = false;
+    std::string text;
+  };
+  std::vector<datagram> notify_pending;
+  std::atomic<pid_t> supervisor{0};  // set once the server is spawned
 
   template <class F>
   void update(F&& f) {
@@ -460,21 +470,25 @@ start_outcome session_state::start_once(std::uint16_t use_port) {
       msg.msg_controllen = sizeof control;
       const ssize_t n = ::recvmsg(sock, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
       if (n < 0) return errno == EAGAIN || errno == EINTR;
-      // Only the server's tree may announce: the sender's pid (the kernel vouches for
-      // the credentials) is checked against the tree when the datagram is taken. A
-      // datagram without credentials is dropped here, before it costs memory.
-      pid_t sender = 0;
+      // Only the server's tree may announce. The sender (the kernel vouches for the
+      // credentials) is checked against the tree as soon as it arrives, while it most
+      // likely still exists. A datagram without credentials is dropped here.
+      start_events::datagram d;
       for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
         if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS) {
           ucred cred{};
           std::memcpy(&cred, CMSG_DATA(c), sizeof cred);
-          sender = cred.pid;
+          d.sender = cred.pid;
+          d.same_user = cred.uid == ::getuid();
         }
       }
-      if (sender <= 0) return true;
+      if (d.sender <= 0) return true;
+      if (const pid_t sup = ev->supervisor.load(); sup > 0) d.in_tree = proctree::is_below(d.sender, sup);
+      else d.in_tree = -2;  // judged by the waiting thread
+      d.text.assign(data, static_cast<std::size_t>(n));
       ev->update([&] {
         if (ev->notify_pending.size() >= 64) return false;  // a flood: keep the first ones
-        ev->notify_pending.emplace_back(sender, std::string(data, static_cast<std::size_t>(n)));
+        ev->notify_pending.push_back(std::move(d));
         return true;
       });
       return true;
@@ -550,6 +564,7 @@ start_outcome session_state::start_once(std::uint16_t use_port) {
     std::lock_guard lock(info_m);  // live_sessions() may be reading
     proc = std::move(*spawned);
   }
+  ev->supervisor = proc.supervisor_pid();
 
   // --- wait for readiness ---------------------------------------------------------
   const auto deadline = t0 + timeouts::scaled(spec.ready.timeout);
@@ -588,12 +603,13 @@ start_outcome session_state::start_once(std::uint16_t use_port) {
     std::optional<std::uint16_t> announced;
     bool ready_signal, exited;
     {
-      std::vector<pid_t> tree;  // read once, only when a datagram is waiting
       std::lock_guard lock(ev->m);
-      if (!ev->notify_pending.empty()) tree = proc.tree();
-      for (const auto& [sender, text] : ev->notify_pending) {
-        if (std::find(tree.begin(), tree.end(), sender) == tree.end()) continue;  // not the server's
-        std::string_view rest(text);
+      for (auto& d : ev->notify_pending) {
+        if (d.in_tree == -2) d.in_tree = proctree::is_below(d.sender, proc.supervisor_pid());
+        // In the tree; or gone before it could be checked (a short-lived helper such as
+        // systemd-notify) and of our own user. A live process outside the tree never.
+        if (!(d.in_tree == 1 || (d.in_tree == -1 && d.same_user))) continue;
+        std::string_view rest(d.text);
         while (!rest.empty()) {
           auto nl = rest.find('\n');
           take_announcement_line(*ev, rest.substr(0, nl), true);

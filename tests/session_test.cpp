@@ -8,6 +8,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <sstream>
 
 #include "harness/detail/io_thread.hpp"
@@ -175,6 +176,44 @@ TEST_F(SessionTest, NotifyFromAShortLivedHelperCounts) {
                    fixture_server(), "{port}"},
        .ready = {.probes = {probe::notify(), probe::tcp()}, .timeout = 20s}});
   EXPECT_EQ(ping(s), "pong: ping");
+}
+
+TEST_F(SessionTest, NotifyFromAProcessOutsideTheTreeIsIgnored) {
+  // A stranger of the same user sends READY=1 with its own port to the server's
+  // NOTIFY_SOCKET before the server announces; the session must report the server's.
+  const std::string go = (std::filesystem::temp_directory_path() /
+                          ("harness-notify-go-" + std::to_string(::getpid()))).string();
+  ::unlink(go.c_str());
+  std::promise<std::string> address;
+  auto seen = address.get_future();
+  std::atomic<bool> told{false};
+  auto started = session::start_async(
+      {.command = fx({"--report-env=NOTIFY_SOCKET", "--wait-file=" + go, "--port=0", "--announce=notify"}),
+       .port = {.mode = port_mode::announce},
+       .ready = {.timeout = 20s},
+       .output = {.on_line = [&](harness::stream, std::string_view line) {
+         if (line.rfind("ENV NOTIFY_SOCKET=", 0) == 0 && !told.exchange(true)) {
+           address.set_value(std::string(line.substr(18)));
+         }
+       }}});
+  ASSERT_EQ(seen.wait_for(10s), std::future_status::ready);
+  const std::string where = seen.get();
+  ASSERT_FALSE(where.empty());
+  harness::process stranger = harness::process::spawn(
+      {.argv = {"python3", "-c",
+                "import socket, sys, time\n"
+                "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+                "s.sendto(b'READY=1\\nPORT=9\\n', '\\0' + sys.argv[1][1:])\n"
+                "print('sent', flush=True)\n"
+                "time.sleep(30)\n",
+                where}});
+  ASSERT_TRUE(stranger.output().wait_for_line("^sent$", 10s)) << stranger.output().tail(harness::stream::err);
+  std::ofstream(go) << "go\n";
+  auto r = started.get();
+  ::unlink(go.c_str());
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_NE(r->port(), 9) << "the stranger's announcement was taken";
+  EXPECT_EQ(ping(*r), "pong: ping");
 }
 
 TEST_F(SessionTest, EnormousReadyTimeoutDoesNotEndAtOnce) {

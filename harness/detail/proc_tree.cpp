@@ -157,6 +157,16 @@ void children(pid_t pid, std::vector<pid_t>& out) {
   ::closedir(dir);
 }
 
+int is_below(pid_t pid, pid_t ancestor) {
+  brief b;
+  if (!read_brief(pid, b)) return -1;
+  for (int depth = 0; depth < 256; ++depth) {
+    if (b.ppid == ancestor) return 1;
+    if (b.ppid <= 1 || !read_brief(b.ppid, b)) return 0;
+  }
+  return 0;
+}
+
 void descendants(pid_t root, std::vector<pid_t>& out) {
   out.clear();
   std::vector<pid_t> level;

@@ -35,6 +35,10 @@ void children(pid_t pid, std::vector<pid_t>& out);
 // (/proc/<pid>/task/<tid>/children); on a kernel without them, one scan of /proc.
 void descendants(pid_t root, std::vector<pid_t>& out);
 
+// Whether `pid` is below `ancestor`, following parents in /proc: 1 yes, 0 no, -1 when
+// `pid` is gone (nothing can be said).
+int is_below(pid_t pid, pid_t ancestor);
+
 // Whether the kernel keeps child lists (CONFIG_PROC_CHILDREN); tests can turn them off
 // to exercise the /proc scan.
 bool has_child_lists();
