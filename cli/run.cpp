@@ -141,6 +141,9 @@ int run_then(session& s, const std::string& command, signal_watch& signals,
   o.output.log_file = false;
   o.output.on_line = forward_lines(report.writer(), "");
   o.name = "then";
+  // The client's own exit decides: what it leaves in the background is not followed
+  // as a daemon (it is stopped with the client's tree).
+  o.follow_daemon = false;
   report.progress("running " + harness::quote_command(o.argv));
   auto client = harness::process::try_spawn(std::move(o));
   if (!client) {

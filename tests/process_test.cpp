@@ -516,16 +516,27 @@ TEST(Process, AForkedCopyOfTheRunnerLeavesTheServersAlone) {
 
 TEST(Process, ASpawnUsesASupervisorStartedAheadOfTime) {
   process first = process::spawn(fixture({"--exit-before-ready=0"}));
-  // After a spawn, one idle supervisor (no child of its own) waits among our children...
+  // After a spawn, one idle supervisor (no child of its own) appears among our
+  // children, started in the background...
   std::vector<pid_t> idle;
-  std::vector<pid_t> kids, below;
-  harness::detail::proctree::children(::getpid(), kids);
-  for (pid_t k : kids) {
-    std::error_code ec;
-    const auto exe = std::filesystem::read_symlink("/proc/" + std::to_string(k) + "/exe", ec);
-    below.clear();
-    harness::detail::proctree::children(k, below);
-    if (exe.filename() == "harness-supervisor" && below.empty()) idle.push_back(k);
+  auto find_idle = [&] {
+    idle.clear();
+    std::vector<pid_t> kids, below;
+    harness::detail::proctree::children(::getpid(), kids);
+    for (pid_t k : kids) {
+      std::error_code ec;
+      const auto exe = std::filesystem::read_symlink("/proc/" + std::to_string(k) + "/exe", ec);
+      below.clear();
+      harness::detail::proctree::children(k, below);
+      if (exe.filename() == "harness-supervisor" && below.empty()) idle.push_back(k);
+    }
+    return idle.size() == 1;
+  };
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  auto delay = 1ms;
+  while (!find_idle() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(delay);  // re-checks a condition; bounded
+    delay = std::min(delay * 2, 50ms);
   }
   ASSERT_EQ(idle.size(), 1u) << "one supervisor kept ready";
   // ...and the next spawn hands it the server.

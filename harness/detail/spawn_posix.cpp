@@ -15,9 +15,11 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
+#include <condition_variable>
 #include <cstring>
 #include <mutex>
 #include <optional>
+#include <thread>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/process/v2/process.hpp>
@@ -300,13 +302,63 @@ result<idle_supervisor> take_supervisor(const std::string& path) {
 
 void refill_spare(const std::string& path) {
   if (!spares_enabled.load()) return;
+  {
+    std::lock_guard lock(spare_m);
+    if (spare && spare->owner == ::getpid()) return;
+  }
+  // Started outside the lock: posix_spawn from a big multi-threaded runner takes a
+  // fraction of a millisecond, and a spawn that needs a supervisor meanwhile starts one.
+  auto started = start_supervisor(path);
+  if (!started) return;  // (out of fds, say): the next spawn starts its supervisor itself
   std::lock_guard lock(spare_m);
-  if (spare && spare->owner == ::getpid()) return;
+  if ((spare && spare->owner == ::getpid()) || !spares_enabled.load()) {
+    discard(*started);  // somebody was quicker, or spares were turned off meanwhile
+    return;
+  }
   if (spare) discard(*spare);
-  spare.reset();
-  if (auto s = start_supervisor(path)) spare.emplace(std::move(*s));
-  // Without a spare (out of fds, say), the next spawn starts its supervisor itself.
+  spare.emplace(std::move(*started));
 }
+
+// Starts the next spare off the spawning thread: a thread of its own, woken after each
+// spawn, so that the spawn's caller waits for its server only. One per process: a
+// fork()ed copy of the runner gets a fresh one (the parent's thread does not exist
+// there, and its mutex may have been held at the fork).
+class spare_maker {
+ public:
+  static void request(const std::string& path) {
+    static std::atomic<spare_maker*> current{nullptr};
+    spare_maker* m = current.load();
+    if (m == nullptr || m->pid_ != ::getpid()) {
+      m = new spare_maker(path);  // lives as long as the process, like the I/O thread
+      current = m;
+    }
+    {
+      std::lock_guard lock(m->m_);
+      m->wanted_ = true;
+    }
+    m->cv_.notify_one();
+  }
+
+ private:
+  explicit spare_maker(std::string path) : path_(std::move(path)) {
+    std::thread([this] { run(); }).detach();
+  }
+  [[noreturn]] void run() {
+    for (;;) {
+      {
+        std::unique_lock lock(m_);
+        cv_.wait(lock, [this] { return wanted_; });
+        wanted_ = false;
+      }
+      refill_spare(path_);
+    }
+  }
+  const pid_t pid_ = ::getpid();
+  const std::string path_;
+  std::mutex m_;
+  std::condition_variable cv_;
+  bool wanted_ = false;
+};
 
 // The request fields (supervisor_protocol.hpp) in a memfd.
 result<unique_fd> write_request(const spawn_request& req, const std::vector<std::string>& env) {
@@ -423,8 +475,9 @@ result<spawned_child> spawn_child(const spawn_request& req) {
     }
   }
   request->reset();
-  // The next spawn's supervisor starts now, while this one starts its server.
-  refill_spare(path);
+  // The next spawn's supervisor starts now, on another thread, while this one starts
+  // its server.
+  if (spares_enabled.load()) spare_maker::request(path);
 
   spawned_child c;
   c.supervisor = sup->pid;

@@ -398,6 +398,14 @@ TEST(CliThen, ClientFailureIsTheExitStatusAndTheServerIsStopped) {
   EXPECT_TRUE(is_gone(std::stoi(pid))) << "the server outlived harness";
 }
 
+TEST(CliThen, AClientThatLeavesABackgroundJobEndsWithItsOwnExit) {
+  // The client exits 0 and leaves a process behind: its status counts at once (it is
+  // not followed as a daemon), and what it left is stopped with it.
+  const outcome o = run_cli({"run", "--then", "sleep 300 & exit 0", "--", fx, "--port={port}"});
+  EXPECT_EQ(o.status, exit_status::exited_with(0)) << o;
+  EXPECT_LT(o.took, harness::timeouts::scaled(20s)) << "waited for the background job";
+}
+
 TEST(CliThen, ClientKilledByASignalIs128PlusN) {
   const outcome o = run_cli({"run", "--then", "kill -USR1 $$", "--", fx, "--port={port}"});
   EXPECT_EQ(o.status, exit_status::exited_with(128 + SIGUSR1)) << o;
