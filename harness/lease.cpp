@@ -116,11 +116,17 @@ namespace {
 constexpr int max_held = 4096;
 std::atomic<int> held_fds[max_held];
 
+// In the child: each lock fd is replaced by /dev/null. That drops the child's hold on
+// the lock (the parent's stays: it has its own fd), and the number stays valid, so a
+// lease object the child later destroys closes /dev/null, not some other file.
 void close_held_after_fork() {
+  const int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
   for (auto& slot : held_fds) {
     const int fd = slot.exchange(-1);
-    if (fd >= 0) ::close(fd);  // the parent's lock stays: it still has its own fd
+    if (fd < 0) continue;
+    if (null < 0 || ::dup3(null, fd, O_CLOEXEC) < 0) ::close(fd);
   }
+  if (null >= 0) ::close(null);
 }
 
 void remember_held(int fd) {
@@ -145,9 +151,7 @@ void forget_held(int fd) {
 }  // namespace
 
 lease::lease(int fd, std::uint16_t port, std::filesystem::path path) noexcept
-    : fd_(fd), port_(port), path_(std::move(path)) {
-  remember_held(fd_);
-}
+    : fd_(fd), port_(port), path_(std::move(path)) {}
 
 lease::~lease() { release(); }
 
@@ -237,13 +241,18 @@ result<lease> lease::try_acquire(const lease_options& options) {
       last_refusal = path.string() + ": " + std::strerror(errno);
       continue;
     }
+    // Known to the fork handler before it holds the lock: a fork() at any moment after
+    // cannot leave the lock with the child.
+    remember_held(fd);
     if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      forget_held(fd);
       ::close(fd);
       ++held;
       continue;
     }
     auto at = detail::net::parse_host(options.host, port);
     if (!detail::net::tcp_port_free(*at)) {
+      forget_held(fd);
       ::close(fd);  // somebody outside the pool uses it: leave it alone
       ++busy;
       continue;

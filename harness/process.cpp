@@ -100,7 +100,7 @@ exit_status status_from(char how, long value) {
 unique_fd open_member(pid_t pid, pid_t supervisor) {
   unique_fd fd(pidfd::open(pid));
   proctree::brief b;
-  if (!proctree::read_brief(pid, b) || b.state == 'Z' || b.ppid != supervisor) return unique_fd();
+  if (!proctree::read_brief(pid, b) || !b.alive() || b.ppid != supervisor) return unique_fd();
   return fd;
 }
 
@@ -124,6 +124,9 @@ void take_message_locked(process_state& s, const char* msg) {
 
 // Reads whatever the supervisor has sent, without blocking. Safe from any thread.
 void pump(process_state& s) {
+  // A fork()ed copy of the runner shares the socket: it must not take the parent's
+  // messages.
+  if (::getpid() != s.owner) return;
   std::lock_guard pump_lock(s.pump_m);
   bool changed = false;
   for (;;) {
@@ -249,6 +252,9 @@ result<env_result> build_env(const process_options& o, const std::string& id) {
   for (const auto& [k, v] : o.env.set) {
     if (k.empty() || k.find('=') != std::string::npos || k.find('\0') != std::string::npos) {
       return make_failure(errc::invalid_argument, "bad environment variable name \"" + k + "\"");
+    }
+    if (v.find('\0') != std::string::npos) {
+      return make_failure(errc::invalid_argument, "the value of " + k + " contains a NUL byte");
     }
     if (k == "HARNESS_SESSION") {
       return make_failure(errc::invalid_argument, "HARNESS_SESSION is set by the harness");
@@ -619,15 +625,17 @@ result<void> process::signal(int sig) const {
 
 result<void> process::signal_group(int sig) const {
   if (!state_) return make_failure(errc::not_running, "empty process object");
+  if (sig <= 0 || sig >= NSIG) return make_failure(errc::invalid_argument, "no signal " + std::to_string(sig));
+  detail::pump(*state_);
   std::lock_guard lock(state_->m);
-  // The supervisor keeps the first server process unreaped until the stop, so its pid
-  // (and so its process group id) cannot have been handed to anybody else.
-  if (state_->finalized || state_->lost) {
+  if (state_->finalized || state_->lost || state_->tree_gone) {
     return make_failure(errc::not_running, state_->name + " has been stopped");
   }
-  if (::kill(-state_->group, sig) != 0) {
-    return make_system_failure(errno, "signal " + signal_name(sig) + " to the group of " +
-                                          state_->name);
+  // The supervisor sends it: it keeps the first server process unreaped until the stop,
+  // so the group id cannot have been handed to anybody else meanwhile.
+  const std::string msg = "G " + std::to_string(sig);
+  if (::send(state_->control.get(), msg.data(), msg.size(), MSG_NOSIGNAL) < 0) {
+    return make_system_failure(errno, "signal " + signal_name(sig) + " to the group of " + state_->name);
   }
   return {};
 }
@@ -635,6 +643,7 @@ result<void> process::signal_group(int sig) const {
 std::vector<int> process::tree() const {
   if (!state_) return {};
   pid_t server;
+  detail::pump(*state_);
   {
     std::lock_guard lock(state_->m);
     if (state_->finalized || state_->tree_gone) return {};
@@ -676,7 +685,7 @@ bool stop_through_supervisor(process_state& s, const stop_policy& policy) {
   while (::send(s.control.get(), msg, static_cast<std::size_t>(n), MSG_NOSIGNAL) < 0 && errno == EINTR) {
   }
   // The supervisor adds a last SIGKILL sweep of up to 2 s after the steps.
-  const auto deadline = clock::now() + grace + kill_wait + milliseconds(2500);
+  const auto deadline = clock::now() + grace + kill_wait + timeouts::scaled(milliseconds(2500));
   for (;;) {
     detail::pump(s);
     {
@@ -694,8 +703,17 @@ bool stop_through_supervisor(process_state& s, const stop_policy& policy) {
 // it already (SIGCHLD ignored, waitpid(-1)): nothing to do then.
 void reap_supervisor(process_state& s, bool answered) {
   if (!answered) {
-    // Unresponsive: end it. Its tree is re-parented and can no longer be reached.
-    detail::pidfd::send_signal(s.supervisor_pidfd.get(), s.supervisor, SIGKILL);
+    // Unresponsive. Shutting its socket down asks it to kill its tree at once; if it
+    // still does not exit, SIGKILL it (its tree is then re-parented and out of reach).
+    ::shutdown(s.control.get(), SHUT_RDWR);
+    if (s.supervisor_pidfd) {
+      pollfd p{s.supervisor_pidfd.get(), POLLIN, 0};
+      if (::poll(&p, 1, static_cast<int>(timeouts::scaled(milliseconds(2000)).count())) != 1) {
+        detail::pidfd::send_signal(s.supervisor_pidfd.get(), s.supervisor, SIGKILL);
+      }
+    } else {
+      detail::pidfd::send_signal(-1, s.supervisor, SIGKILL);
+    }
   }
   if (s.supervisor_pidfd) {
     pollfd p{s.supervisor_pidfd.get(), POLLIN, 0};

@@ -5,7 +5,7 @@
 //       .env = {.set = {{"LANG", "C"}}},
 //   });
 //   ... use it ...
-//   harness::exit_status s = p.stop();    // SIGTERM to its group, grace, SIGKILL, reap
+//   harness::exit_status s = p.stop();    // SIGTERM to its tree, grace, SIGKILL, reap
 //   EXPECT_TRUE(s.signaled() || s.success()) << s;
 //
 // How a server's processes are owned: each server runs below a small supervisor
@@ -37,7 +37,7 @@
 // `grace` for all of them to exit, sends SIGKILL to whatever is left (again and again,
 // for a tree that still forks), reaps until the tree is empty and reports the server's
 // exit status. The destructor does the same, never throws and is bounded by grace +
-// kill_wait + 2.5 s (scaled by HARNESS_TIMEOUT_SCALE, see timeouts.hpp). Signals go
+// kill_wait + about 5 s (all scaled by HARNESS_TIMEOUT_SCALE, see timeouts.hpp). Signals go
 // through pidfds, checked to be in the tree, so a recycled pid is never signalled.
 //
 // When the runner dies (SIGKILL, a CTest timeout), each supervisor sees it through a

@@ -2,10 +2,12 @@
 #include "harness/lease.hpp"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -238,6 +240,31 @@ TEST_F(LeaseTest, SkipsLockFilesThatAreFifosOrSymlinks) {
   ASSERT_FALSE(refused);
   EXPECT_NE(refused.error().message().find("2 lock files refused"), std::string::npos)
       << refused.error().message();
+}
+
+}  // namespace
+
+namespace {
+
+TEST(LeaseFork, AForkedChildDropsItsCopyWithoutClosingAnythingElse) {
+  // The child of a fork() (a death test) must not keep the lock, and the lease object
+  // it inherited must not close an unrelated fd that reused the number.
+  auto l = harness::lease::acquire();
+  ASSERT_TRUE(l.valid());
+  const pid_t child = ::fork();
+  if (child == 0) {
+    const int other = ::open("/dev/zero", O_RDONLY | O_CLOEXEC);
+    l.release();  // closes what the fork handler left at the lease's number
+    const bool other_open = ::fcntl(other, F_GETFD) >= 0;
+    ::_exit(other_open ? 0 : 1);
+  }
+  ASSERT_GT(child, 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the child's release closed another file";
+  // The parent still holds the port.
+  auto again = harness::lease::try_acquire({.range = harness::port_range{l.port(), l.port()}});
+  EXPECT_FALSE(again) << "the child's release dropped the parent's lease";
 }
 
 }  // namespace

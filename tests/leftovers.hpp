@@ -8,7 +8,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <unistd.h>
+
 #include <chrono>
+#include <cstdlib>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -32,6 +35,7 @@ inline unsigned long long boot_ticks_now() {
 struct seen_process {
   pid_t pid = 0;
   std::string exe;      // file name of /proc/<pid>/exe
+  std::string exe_path; // /proc/<pid>/exe in full
   std::string cmdline;  // what /proc/<pid>/cmdline says now (a title may replace it)
 };
 
@@ -72,7 +76,8 @@ std::vector<seen_process> scan(Match match) {
     seen_process p;
     p.pid = pid;
     std::error_code ec;
-    p.exe = std::filesystem::read_symlink(e.path() / "exe", ec).filename().string();
+    p.exe_path = std::filesystem::read_symlink(e.path() / "exe", ec).string();
+    p.exe = std::filesystem::path(p.exe_path).filename().string();
     p.cmdline = read_all(e.path().string() + "/cmdline");
     for (char& c : p.cmdline) {
       if (c == '\0') c = ' ';
@@ -83,14 +88,35 @@ std::vector<seen_process> scan(Match match) {
 }
 }  // namespace leftovers_detail
 
+// The file a program name runs, with every symlink resolved, as /proc/<pid>/exe shows
+// it (Debian's redis-server is a link to redis-check-rdb). Looked up in PATH and in
+// /usr/sbin; empty when not found.
+inline std::string executable_of(const std::string& name) {
+  const char* path = std::getenv("PATH");
+  std::string dirs = std::string(path != nullptr ? path : "/usr/bin:/bin") + ":/usr/sbin:/sbin";
+  for (std::size_t start = 0; start <= dirs.size();) {
+    auto end = dirs.find(':', start);
+    if (end == std::string::npos) end = dirs.size();
+    std::error_code ec;
+    const auto candidate = std::filesystem::path(dirs.substr(start, end - start)) / name;
+    if (::access(candidate.c_str(), X_OK) == 0) return std::filesystem::canonical(candidate, ec).string();
+    start = end + 1;
+  }
+  return {};
+}
+
 // Live processes started at or after `since` (boot_ticks_now() taken before the test
-// started them) whose executable is named one of `names`.
+// started them) that run one of the programs `names` (found as executable_of() does).
 inline std::vector<seen_process> started_since(unsigned long long since,
                                                const std::vector<std::string>& names) {
+  std::vector<std::string> files;
+  for (const auto& n : names) {
+    if (auto f = executable_of(n); !f.empty()) files.push_back(f);
+  }
   return leftovers_detail::scan([&](const seen_process& p, unsigned long long start) {
     if (start < since) return false;
-    for (const auto& n : names) {
-      if (p.exe == n || p.exe == n + " (deleted)") return true;
+    for (const auto& f : files) {
+      if (p.exe_path == f || p.exe_path == f + " (deleted)") return true;
     }
     return false;
   });

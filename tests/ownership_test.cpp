@@ -139,4 +139,19 @@ TEST(Ownership, ARunnerWithAForkedChildStillLeavesNothingAndFreesItsPorts) {
   runner.stop();
 }
 
+TEST(Ownership, ARunnerKilledDuringAGracefulStopLeavesNothing) {
+  // The runner is stopping a server that ignores SIGTERM, with a long grace, when it is
+  // SIGKILLed: nobody waits for that grace any more.
+  const std::string title = unique_title("graceful");
+  harness::process runner = harness::process::spawn(
+      {.argv = {HARNESS_SERVER_RUNNER, "--stop-with-grace=60000", harness_test::fixture_server(),
+                "--title=" + title, "--ignore-sigterm", "--port={port}"}});
+  auto stopping = runner.output().wait_for_line("^STOPPING$", 30s);
+  ASSERT_TRUE(stopping) << stopping.error().message() << runner.output().tail(harness::stream::err);
+  ASSERT_FALSE(harness_test::with_token(title).empty()) << "the check does not see the server";
+  ASSERT_TRUE(runner.signal(SIGKILL));
+  expect_gone_within_2s(title, "runner killed while stopping");
+  runner.stop();
+}
+
 }  // namespace

@@ -568,6 +568,78 @@ TEST(Process, AForkedCopyOfTheRunnerStartsServersOfItsOwn) {
   EXPECT_EQ(after.wait_for(10s), exit_status::exited_with(3));
 }
 
+TEST(Process, TheServerGetsTheRunnersCurrentDirectoryUmaskAndLimits) {
+  // A spare supervisor was started before these change; the server must see them as
+  // they are at spawn time.
+  process warm = process::spawn(fixture({"--exit-before-ready=0"}));
+  ASSERT_TRUE(warm.wait_for(10s));
+  const auto before = std::filesystem::current_path();
+  char tmpl[] = "/tmp/harness-cwd-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string dir = std::filesystem::canonical(tmpl).string();
+  ASSERT_EQ(::chdir(dir.c_str()), 0);
+  const mode_t old_mask = ::umask(027);
+  rlimit old_files{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &old_files), 0);
+  rlimit fewer = old_files;
+  fewer.rlim_cur = std::min<rlim_t>(old_files.rlim_cur, 200);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &fewer), 0);
+
+  process p = process::spawn({.argv = {"/bin/sh", "-c", "pwd; umask; ulimit -n"}});
+  auto status = p.wait_for(10s);
+  ::setrlimit(RLIMIT_NOFILE, &old_files);
+  ::umask(old_mask);
+  std::filesystem::current_path(before);
+  ASSERT_TRUE(status);
+  p.output().wait_closed(10s);
+  const auto lines = p.output().tail_lines(stream::out);
+  ASSERT_EQ(lines.size(), 3u) << p.output().tail(stream::out) << p.output().tail(stream::err);
+  EXPECT_EQ(lines[0], dir);
+  EXPECT_EQ(lines[1], "0027");
+  EXPECT_EQ(lines[2], std::to_string(fewer.rlim_cur));
+  std::filesystem::remove(dir);
+}
+
+TEST(Process, AServerWhoseMainThreadExitedIsStillStopped) {
+  // Its main thread is a zombie while another thread runs: it is alive, and the stop's
+  // SIGTERM must reach it (not wait out the grace and lose its status).
+  process p = process::spawn(fixture({"--leader-exits"}));
+  ASSERT_TRUE(p.output().wait_for_line("^LEADER-EXITS$", 10s));
+  const auto tree = p.tree();
+  ASSERT_FALSE(tree.empty());
+  const auto started = std::chrono::steady_clock::now();
+  EXPECT_EQ(p.stop({.grace = 60s}), exit_status::killed_by(SIGTERM));
+  EXPECT_LT(std::chrono::steady_clock::now() - started, harness::timeouts::scaled(30s))
+      << "the SIGTERM did not reach it: the stop waited for the grace";
+}
+
+TEST(Process, AForkedCopyOfTheRunnerDoesNotTakeTheParentsExitReport) {
+  // The copy asks about the server (as a death test printing a session would) while
+  // the server exits: the parent must still get the exit status.
+  char tmpl[] = "/tmp/harness-go-XXXXXX";
+  const int tmp = ::mkstemp(tmpl);
+  ASSERT_GE(tmp, 0);
+  ::close(tmp);
+  ::unlink(tmpl);
+  const std::string go = tmpl;
+  process p = process::spawn(
+      {.argv = {"/bin/sh", "-c", "while [ ! -e \"$0\" ]; do sleep 0.01; done; exit 5", go}});
+  const pid_t child = ::fork();
+  if (child == 0) {
+    std::ofstream(go) << "go\n";
+    const auto until = std::chrono::steady_clock::now() + 2s;
+    while (std::chrono::steady_clock::now() < until) {
+      (void)p.running();  // would read the supervisor's messages, as fast as it can
+    }
+    ::_exit(0);
+  }
+  ASSERT_GT(child, 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  EXPECT_EQ(p.wait_for(10s), exit_status::exited_with(5));
+  ::unlink(go.c_str());
+}
+
 TEST(Process, ARunnerThatReapsEverythingStillGetsExactStatuses) {
   // SIGCHLD set to SIG_IGN: the kernel reaps the runner's children itself. The runner's
   // only child is the supervisor, which relays the server's status, and keeps the
@@ -616,13 +688,16 @@ TEST(Process, EnormousTimeoutsDoNotOverflow) {
 class BadInput : public testing::Test {
  protected:
   void SetUp() override {
-    // Warm up (harness thread, reaper, log dir) so the fd baseline is stable.
+    // Exact fd counts: no supervisor kept ready (its fds come and go in the background).
+    harness::detail::use_spare_supervisors_for_testing(false);
+    // Warm up (harness thread, log dir) so the fd baseline is stable.
     process::spawn(fixture({"--exit-before-ready=0"})).stop();
     fds_before_ = harness_test::open_fd_count();
   }
   void TearDown() override {
     EXPECT_EQ(harness_test::open_fd_count(), fds_before_) << "a failed spawn leaked an fd";
     EXPECT_TRUE(harness_test::zombie_children().empty());
+    harness::detail::use_spare_supervisors_for_testing(true);
   }
   std::size_t fds_before_ = 0;
 };
@@ -693,6 +768,15 @@ TEST_F(BadInput, BadOptions) {
   auto bad_env = process::try_spawn(env);
   ASSERT_FALSE(bad_env);
   EXPECT_EQ(bad_env.error().code, errc::invalid_argument);
+}
+
+TEST_F(BadInput, NulInAnEnvironmentValue) {
+  auto o = fixture({"--exit-before-ready=0"});
+  o.env.set = {{"X", std::string("a\0LD_PRELOAD=/x.so", 18)}};
+  auto r = process::try_spawn(o);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::invalid_argument);
+  EXPECT_NE(r.error().message().find("NUL"), std::string::npos) << r.error().message();
 }
 
 TEST_F(BadInput, SpawnFailureIsTyped) {

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "harness/detail/io_thread.hpp"
+#include "harness/detail/spawn_posix.hpp"
 #include "support.hpp"
 
 namespace {
@@ -616,12 +617,15 @@ class SessionBadInput : public SessionTest {
  protected:
   void SetUp() override {
     SessionTest::SetUp();
+    // Exact fd counts: no supervisor kept ready (its fds come and go in the background).
+    harness::detail::use_spare_supervisors_for_testing(false);
     session::start({.command = fx({"--port={port}"})}).stop();  // warm up
     fds_ = harness_test::open_fd_count();
   }
   void TearDown() override {
     EXPECT_EQ(harness_test::open_fd_count(), fds_) << "an fd was left behind";
     EXPECT_TRUE(harness_test::zombie_children().empty());
+    harness::detail::use_spare_supervisors_for_testing(true);
     SessionTest::TearDown();
   }
   std::size_t fds_ = 0;

@@ -98,6 +98,7 @@ bool read_brief(pid_t pid, brief& out) {
     }
     if (*p == ' ' || *p == '\0' || *p == '\n') {
       if (field == 4) out.ppid = in ? static_cast<pid_t>(value) : 0;
+      if (field == 20) out.threads = in ? static_cast<long>(value) : 0;
       if (field == 22) {
         out.start = value;
         return in;
@@ -176,7 +177,7 @@ void descendants(pid_t root, std::vector<pid_t>& out) {
     next.clear();
     for (pid_t pid : level) {
       brief b;
-      if (!read_brief(pid, b) || b.state == 'Z' || b.state == 'X') continue;
+      if (!read_brief(pid, b) || !b.alive()) continue;
       out.push_back(pid);
       children(pid, next);
     }

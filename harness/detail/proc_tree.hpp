@@ -20,7 +20,12 @@ namespace harness::detail::proctree {
 struct brief {
   char state = '?';              // R, S, D, Z, ...
   pid_t ppid = 0;
+  long threads = 0;
   unsigned long long start = 0;  // clock ticks since boot
+
+  // Not yet dead. A process whose main thread has exited shows state Z while its other
+  // threads still run: it is alive (and has children) until the last one exits.
+  [[nodiscard]] bool alive() const { return state != 'X' && (state != 'Z' || threads > 1); }
 };
 
 // State, parent and start time of `pid` from /proc/<pid>/stat; false when it is gone.
@@ -31,7 +36,7 @@ bool read_brief(pid_t pid, brief& out);
 void children(pid_t pid, std::vector<pid_t>& out);
 
 // The live descendants of `root` (root excluded), parents before their children,
-// zombies left out, into `out` (cleared first). Reads the kernel's child lists
+// zombies left out (see brief::alive()), into `out` (cleared first). Reads the kernel's child lists
 // (/proc/<pid>/task/<tid>/children); on a kernel without them, one scan of /proc.
 void descendants(pid_t root, std::vector<pid_t>& out);
 

@@ -3,6 +3,10 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <spawn.h>
+#include <pthread.h>
+#include <grp.h>
+#include <sched.h>
+#include <sys/resource.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -222,11 +226,69 @@ struct fd_plan {
 };
 
 // A supervisor started ahead of time: it waits for its launch request.
+// What a process started now would inherit from the thread starting it, besides the
+// working directory and umask (those are sent with each request): credentials,
+// resource limits, the thread's nice value and CPU affinity, and its namespaces. A
+// spare supervisor started under other values is not used.
+struct inherited_state {
+  uid_t uid[3] = {};
+  gid_t gid[3] = {};
+  std::vector<gid_t> groups;
+  std::vector<rlimit> limits;
+  int nice = 0;
+  std::vector<unsigned char> affinity;
+  std::vector<ino_t> namespaces;
+
+  static inherited_state now() {
+    inherited_state st;
+    ::getresuid(&st.uid[0], &st.uid[1], &st.uid[2]);
+    ::getresgid(&st.gid[0], &st.gid[1], &st.gid[2]);
+    const int n = ::getgroups(0, nullptr);
+    st.groups.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
+    if (n > 0 && ::getgroups(n, st.groups.data()) != n) st.groups.clear();
+    for (int r = 0; r < RLIMIT_NLIMITS; ++r) {
+      rlimit l{};
+      ::getrlimit(static_cast<__rlimit_resource>(r), &l);
+      st.limits.push_back(l);
+    }
+    errno = 0;
+    st.nice = ::getpriority(PRIO_PROCESS, 0);  // this thread's, on Linux
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (::sched_getaffinity(0, sizeof set, &set) == 0) {
+      const auto* bytes = reinterpret_cast<const unsigned char*>(&set);
+      st.affinity.assign(bytes, bytes + sizeof set);
+    }
+    for (const char* ns : {"mnt", "net", "pid_for_children", "user", "uts", "ipc", "cgroup"}) {
+      struct stat info {};
+      const std::string path = std::string("/proc/thread-self/ns/") + ns;
+      st.namespaces.push_back(::stat(path.c_str(), &info) == 0 ? info.st_ino : 0);
+    }
+    return st;
+  }
+
+  friend bool operator==(const inherited_state& a, const inherited_state& b) {
+    auto same_limits = [&] {
+      for (std::size_t i = 0; i < a.limits.size(); ++i) {
+        if (a.limits[i].rlim_cur != b.limits[i].rlim_cur || a.limits[i].rlim_max != b.limits[i].rlim_max) {
+          return false;
+        }
+      }
+      return a.limits.size() == b.limits.size();
+    };
+    return std::equal(std::begin(a.uid), std::end(a.uid), std::begin(b.uid)) &&
+           std::equal(std::begin(a.gid), std::end(a.gid), std::begin(b.gid)) && a.groups == b.groups &&
+           same_limits() && a.nice == b.nice && a.affinity == b.affinity && a.namespaces == b.namespaces;
+  }
+};
+
+// A supervisor started ahead of time: it waits for its launch request.
 struct idle_supervisor {
   pid_t pid = -1;
   unique_fd pidfd;
   unique_fd control;
   pid_t owner = 0;  // the runner process that started it
+  inherited_state state;
 };
 
 // The number the supervisor's end of the control socket gets.
@@ -254,10 +316,13 @@ result<idle_supervisor> start_supervisor(const std::string& path) {
   const std::string control = std::to_string(supervisor_control_fd);
   const std::string runner = std::to_string(::getpid());
   const char* argv[] = {path.c_str(), control.c_str(), runner.c_str(), nullptr};
-  static boost::asio::io_context launch_context;  // only names an executor; never run
+  // Only names an executor; never run. Never destroyed: a spare may be started while
+  // the process exits.
+  static auto* launch_context = new boost::asio::io_context;
+  sup.state = inherited_state::now();
   posix_spawn_launcher launcher;
   bp::error_code ec;
-  auto child = launcher(launch_context.get_executor(), ec, bp::filesystem::path(path), argv, plan);
+  auto child = launcher(launch_context->get_executor(), ec, bp::filesystem::path(path), argv, plan);
   if (ec) return make_failure(errc::spawn_failed, "cannot start " + path + ": " + ec.message());
   // From here on we own the supervisor: Boost's handle must not terminate it.
   if (child.is_open()) child.detach();
@@ -267,56 +332,90 @@ result<idle_supervisor> start_supervisor(const std::string& path) {
   return sup;
 }
 
-// Ends a supervisor that will not run a server (or did not hand one over), and reaps it.
+// Ends a supervisor that will not run a server (or did not hand one over), and reaps
+// it. Closing its socket first lets it sweep whatever it started (its tree would be
+// re-parented away if it were killed outright); SIGKILL only if it does not exit.
 void discard(idle_supervisor& s) {
   if (s.pid <= 0) return;
+  s.control.reset();
   if (s.owner == ::getpid()) {
-    pidfd::send_signal(s.pidfd.get(), s.pid, SIGKILL);
+    if (s.pidfd) {
+      pollfd p{s.pidfd.get(), POLLIN, 0};
+      const auto limit = static_cast<int>(timeouts::scaled(std::chrono::milliseconds(2000)).count());
+      if (::poll(&p, 1, limit) != 1) pidfd::send_signal(s.pidfd.get(), s.pid, SIGKILL);
+    } else {
+      pidfd::send_signal(-1, s.pid, SIGKILL);  // no pidfd: it is our unreaped child
+    }
     int status = 0;
     while (::waitpid(s.pid, &status, 0) < 0 && errno == EINTR) {
     }
   }
   s.pid = -1;
   s.pidfd.reset();
-  s.control.reset();
 }
 
 // The spare: one supervisor kept started ahead of time, so that a spawn does not wait
 // for the supervisor's own exec. A fork()ed copy of the runner never uses its parent's.
-std::mutex spare_m;
-std::optional<idle_supervisor> spare;
-std::atomic<bool> spares_enabled{true};
+// Never destroyed (the refill thread may run while the process exits). Nothing blocks
+// while its mutex is held, and a fork() waits for the mutex (pthread_atfork), so a
+// forked copy never inherits it locked.
+struct spare_slot {
+  std::mutex m;
+  std::optional<idle_supervisor> supervisor;
+  std::atomic<bool> enabled{true};
+
+  static spare_slot& get() {
+    static spare_slot* slot = [] {
+      auto* s = new spare_slot;
+      ::pthread_atfork([] { get().m.lock(); }, [] { get().m.unlock(); }, [] { get().m.unlock(); });
+      return s;
+    }();
+    return *slot;
+  }
+
+  // The spare, if it can serve a spawn from this thread now; anything else that was
+  // there is handed back to be discarded (outside the lock).
+  std::optional<idle_supervisor> take(const inherited_state& now, std::optional<idle_supervisor>& unusable) {
+    std::lock_guard lock(m);
+    if (!supervisor) return std::nullopt;
+    std::optional<idle_supervisor> s = std::move(supervisor);
+    supervisor.reset();
+    if (s->owner == ::getpid() && s->state == now) return s;
+    unusable = std::move(s);
+    return std::nullopt;
+  }
+};
 
 result<idle_supervisor> take_supervisor(const std::string& path) {
-  {
-    std::lock_guard lock(spare_m);
-    if (spare) {
-      idle_supervisor s = std::move(*spare);
-      spare.reset();
-      if (s.owner == ::getpid()) return s;
-      discard(s);  // the parent's: only our copies of its fds are closed
-    }
-  }
+  std::optional<idle_supervisor> unusable;
+  auto s = spare_slot::get().take(inherited_state::now(), unusable);
+  if (unusable) discard(*unusable);  // the parent's (only our copies of its fds close), or stale
+  if (s) return std::move(*s);
   return start_supervisor(path);
 }
 
 void refill_spare(const std::string& path) {
-  if (!spares_enabled.load()) return;
+  auto& slot = spare_slot::get();
+  if (!slot.enabled.load()) return;
   {
-    std::lock_guard lock(spare_m);
-    if (spare && spare->owner == ::getpid()) return;
+    std::lock_guard lock(slot.m);
+    if (slot.supervisor && slot.supervisor->owner == ::getpid()) return;
   }
   // Started outside the lock: posix_spawn from a big multi-threaded runner takes a
   // fraction of a millisecond, and a spawn that needs a supervisor meanwhile starts one.
   auto started = start_supervisor(path);
   if (!started) return;  // (out of fds, say): the next spawn starts its supervisor itself
-  std::lock_guard lock(spare_m);
-  if ((spare && spare->owner == ::getpid()) || !spares_enabled.load()) {
-    discard(*started);  // somebody was quicker, or spares were turned off meanwhile
-    return;
+  std::optional<idle_supervisor> drop;
+  {
+    std::lock_guard lock(slot.m);
+    if ((slot.supervisor && slot.supervisor->owner == ::getpid()) || !slot.enabled.load()) {
+      drop = std::move(*started);  // somebody was quicker, or spares were turned off
+    } else {
+      drop = std::move(slot.supervisor);
+      slot.supervisor = std::move(*started);
+    }
   }
-  if (spare) discard(*spare);
-  spare.emplace(std::move(*started));
+  if (drop) discard(*drop);
 }
 
 // Starts the next spare off the spawning thread: a thread of its own, woken after each
@@ -360,6 +459,25 @@ class spare_maker {
   bool wanted_ = false;
 };
 
+// This process's umask in octal ("022"), from /proc: umask() can only read it by
+// changing it, which other threads would see. "-" when unknown.
+std::string current_umask() {
+  const int fd = ::open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return "-";
+  char buf[4096];
+  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return "-";
+  buf[n] = '\0';
+  const char* at = std::strstr(buf, "\nUmask:");
+  if (at == nullptr) return "-";
+  at += 7;
+  while (*at == ' ' || *at == '\t') ++at;
+  std::string digits;
+  while (*at >= '0' && *at <= '7') digits.push_back(*at++);
+  return digits.empty() ? "-" : digits;
+}
+
 // The request fields (supervisor_protocol.hpp) in a memfd.
 result<unique_fd> write_request(const spawn_request& req, const std::vector<std::string>& env) {
   std::string flags = req.follow_daemon ? "fg" : "g";
@@ -373,6 +491,7 @@ result<unique_fd> write_request(const spawn_request& req, const std::vector<std:
   field(fd_list(req.fds));
   field(stop_steps_text(req.stop));
   field(req.cwd);
+  field(current_umask());
   field(req.program);
   field(std::to_string(req.argv.size()));
   for (const auto& a : req.argv) field(a);
@@ -389,8 +508,8 @@ result<unique_fd> write_request(const spawn_request& req, const std::vector<std:
 }
 
 // Sends the launch request with the server's fds. errno-style failure on a dead peer.
-result<void> send_request(const idle_supervisor& sup, int request, const spawn_request& req) {
-  std::vector<int> fds{request, req.stdin_fd, req.stdout_fd, req.stderr_fd};
+result<void> send_request(const idle_supervisor& sup, int request, int cwd, const spawn_request& req) {
+  std::vector<int> fds{request, cwd, req.stdin_fd, req.stdout_fd, req.stderr_fd};
   for (const auto& f : req.fds) fds.push_back(f.fd);
   std::vector<char> control(CMSG_SPACE(sizeof(int) * fds.size()));
   char tag = 'L';
@@ -418,10 +537,15 @@ result<void> send_request(const idle_supervisor& sup, int request, const spawn_r
 void inject_fork_failures_for_testing(int count) { injected_fork_failures = count; }
 
 void use_spare_supervisors_for_testing(bool enabled) {
-  spares_enabled = enabled;
-  std::lock_guard lock(spare_m);
-  if (spare) discard(*spare);
-  spare.reset();
+  auto& slot = spare_slot::get();
+  slot.enabled = enabled;
+  std::optional<idle_supervisor> drop;
+  {
+    std::lock_guard lock(slot.m);
+    drop = std::move(slot.supervisor);
+    slot.supervisor.reset();
+  }
+  if (drop) discard(*drop);
 }
 
 const std::string& supervisor_path() {
@@ -461,15 +585,19 @@ result<spawned_child> spawn_child(const spawn_request& req) {
   }
   auto request = write_request(req, env);
   if (!request) return std::move(request).error();
+  // The runner's working directory as it is now (a spare was started earlier): the
+  // server starts there, or at req.cwd taken relative to it.
+  unique_fd cwd(::open(".", O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!cwd) return make_system_failure(errno, "open the working directory");
 
   // A spare first; if it is gone (killed, say), a fresh one.
   auto sup = take_supervisor(path);
   if (!sup) return std::move(sup).error();
-  if (auto sent = send_request(*sup, request->get(), req); !sent) {
+  if (auto sent = send_request(*sup, request->get(), cwd.get(), req); !sent) {
     discard(*sup);
     sup = start_supervisor(path);
     if (!sup) return std::move(sup).error();
-    if (auto again = send_request(*sup, request->get(), req); !again) {
+    if (auto again = send_request(*sup, request->get(), cwd.get(), req); !again) {
       discard(*sup);
       return std::move(again).error();
     }
@@ -477,14 +605,14 @@ result<spawned_child> spawn_child(const spawn_request& req) {
   request->reset();
   // The next spawn's supervisor starts now, on another thread, while this one starts
   // its server.
-  if (spares_enabled.load()) spare_maker::request(path);
+  if (spare_slot::get().enabled.load()) spare_maker::request(path);
 
   spawned_child c;
   c.supervisor = sup->pid;
   c.supervisor_pidfd = std::move(sup->pidfd);
   c.control = std::move(sup->control);
   if (auto ok = handshake(c, req); !ok) {
-    idle_supervisor failed{c.supervisor, std::move(c.supervisor_pidfd), std::move(c.control), ::getpid()};
+    idle_supervisor failed{c.supervisor, std::move(c.supervisor_pidfd), std::move(c.control), ::getpid(), {}};
     discard(failed);
     return std::move(ok).error();
   }

@@ -53,7 +53,8 @@ struct spawned_child {
 };
 
 // Starts the supervisor and waits (bounded) until it reports the server exec'ed or
-// failed. On failure nothing is left behind.
+// failed. On failure the supervisor is told to sweep whatever it started and is reaped
+// (SIGKILLed only if it does not exit within 2 s).
 result<spawned_child> spawn_child(const spawn_request& request);
 
 // Where the supervisor program is: $HARNESS_SUPERVISOR, else the build tree's copy,

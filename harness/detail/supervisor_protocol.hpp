@@ -17,11 +17,16 @@
 //   Z <left>                          the stop is over and the supervisor exits; left: what
 //                                     even SIGKILL did not end (0 normally)
 // runner -> supervisor
-//   L + SCM_RIGHTS [request, stdin, stdout, stderr, passed fds...]
+//   L + SCM_RIGHTS [request, cwd, stdin, stdout, stderr, passed fds...]
 //                                     start the server (once; the first packet). request
 //                                     is a memfd holding NUL-terminated fields:
-//                                     FLAGS, KEEP_FDS, STOP_STEPS, CWD, PROGRAM, ARGC,
-//                                     ARGC arguments (argv[0] first), then the environment
+//                                     FLAGS, KEEP_FDS, STOP_STEPS, CWD, UMASK, PROGRAM,
+//                                     ARGC, ARGC arguments (argv[0] first), then the
+//                                     environment. cwd is the runner's working directory
+//                                     (O_PATH); CWD, when not empty, is taken relative to
+//                                     it. UMASK is octal, or "-" to keep the supervisor's
+//   G <sig>                           send <sig> to the process group of the server's
+//                                     first process (kept unreaped, so the group id is ours)
 //   T <sig> <ms> [<sig> <ms>]...      stop: each step sends <sig> to the whole tree and
 //                                     waits up to <ms> for it to be empty
 //

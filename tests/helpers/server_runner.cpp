@@ -2,16 +2,20 @@
 // in parallel), reports their ports, then waits to be killed. Used by the tests that
 // kill a runner (tests/real/, tests/ownership_test.cpp).
 //
-//   server-runner [--fork] CMD [ARG]... [--- CMD [ARG]...]...
+//   server-runner [--fork] [--stop-with-grace=MS] CMD [ARG]... [--- CMD [ARG]...]...
 //
 // prints "STARTING" first, then "PORT <i> <port> <pid>" as server i becomes ready, then
 // "READY" once all are. With --fork it then forks a child that never execs and only
 // waits (as a fork-style gtest death test does) and prints "FORKED <pid>" before
-// "READY". A start that fails prints "FAILED <i>" (the error on stderr) and exits 1.
+// "READY". With --stop-with-grace it then prints "STOPPING" and stops every server with
+// that grace (a server that ignores SIGTERM keeps it stopping that long).
+// A start that fails prints "FAILED <i>" (the error on stderr) and exits 1.
 // SIGTERM ends it like any test program: at once, without running destructors.
 #include <unistd.h>
 
+#include <chrono>
 #include <future>
+#include <optional>
 #include <iostream>
 #include <mutex>
 #include <string>
@@ -22,11 +26,15 @@
 
 int main(int argc, char** argv) {
   bool fork_child = false;
+  std::optional<std::chrono::milliseconds> stop_grace;
   std::vector<std::vector<std::string>> commands(1);
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
-    if (arg == "--fork" && commands.size() == 1 && commands[0].empty()) {
+    const bool leading = commands.size() == 1 && commands[0].empty();
+    if (arg == "--fork" && leading) {
       fork_child = true;
+    } else if (arg.rfind("--stop-with-grace=", 0) == 0 && leading) {
+      stop_grace = std::chrono::milliseconds(std::stol(std::string(arg.substr(18))));
     } else if (arg == "---") {
       commands.emplace_back();
     } else {
@@ -45,7 +53,9 @@ int main(int argc, char** argv) {
   std::vector<std::future<harness::result<harness::session>>> starts;
   for (std::size_t i = 0; i < commands.size(); ++i) {
     starts.push_back(std::async(std::launch::async, [&, i] {
-      auto s = harness::session::try_start({.command = commands[i]});
+      harness::server_spec spec{.command = commands[i]};
+      if (stop_grace) spec.stop.grace = *stop_grace;
+      auto s = harness::session::try_start(spec);
       std::lock_guard lock(out_m);
       if (s) {
         std::cout << "PORT " << i << " " << s->port() << " " << s->pid() << std::endl;
@@ -75,5 +85,10 @@ int main(int argc, char** argv) {
     std::cout << "FORKED " << child << std::endl;
   }
   std::cout << "READY" << std::endl;
+  if (stop_grace) {
+    std::cout << "STOPPING" << std::endl;
+    for (auto& s : sessions) s.stop();
+    std::cout << "STOPPED" << std::endl;
+  }
   for (;;) ::pause();
 }

@@ -106,6 +106,12 @@ class Real : public testing::Test {
                        << " listeners left after 2 s" << harness_test::describe(left);
   }
 
+  // The leftover check sees `program` while it runs: it could fail.
+  void expect_seen_running(const std::string& program) {
+    EXPECT_FALSE(harness_test::started_since(since_, {program}).empty())
+        << "the leftover check does not see the running " << program;
+  }
+
   unsigned long long since_ = 0;
   std::string dir_;
 };
@@ -128,6 +134,7 @@ TEST_F(Real, RedisThatDaemonizesIsFollowedAndStoppedCompletely) {
   const std::string title = harness_test::read_text("/proc/" + std::to_string(s.pid()) + "/cmdline");
   EXPECT_NE(title.find(std::to_string(s.port())), std::string::npos) << title;
   EXPECT_NE(s.summary().find("subreaper"), std::string::npos) << s.summary();
+  expect_seen_running("redis-server");
   const auto port = s.port();
   EXPECT_EQ(s.stop(), exit_status::exited_with(0));
   expect_nothing_left({port}, "after stop");
@@ -159,6 +166,7 @@ TEST_F(Real, NginxDaemonOnWithWorkersIsOurs) {
   // supervisor.
   const auto tree = s.process().tree();
   EXPECT_GE(tree.size(), 3u) << "master and two workers";
+  expect_seen_running("nginx");
   const auto port = s.port();
   s.stop();
   expect_nothing_left({port}, "after stop");
@@ -170,6 +178,7 @@ TEST_F(Real, MemcachedThatDaemonizesIsFollowed) {
   EXPECT_TRUE(harness_test::holds_within(std::chrono::steady_clock::now() + 5s,
                                          [&] { return r->process().daemonized(); }));
   EXPECT_EQ(harness_test::tcp_request(r->port(), "version").value_or("").rfind("VERSION ", 0), 0u);
+  expect_seen_running("memcached");
   const auto port = r->port();
   r->stop();
   expect_nothing_left({port}, "after stop");
@@ -225,6 +234,9 @@ TEST_F(Real, RunnerSigkilledAtSeveralMomentsLeavesNoServer) {
     harness::process runner = start_runner(dir_);
     auto seen = runner.output().wait_for_line(moment, 30s);
     ASSERT_TRUE(seen) << seen.error().message() << runner.output().tail(harness::stream::err);
+    if (moment == "^READY$") {
+      for (const auto& p : real_programs) expect_seen_running(p);
+    }
     ASSERT_TRUE(runner.signal(SIGKILL));
     ASSERT_TRUE(runner.wait_for(10s));
     const auto ports = ports_of(runner);

@@ -77,8 +77,8 @@ TEST(RunnerDeath, SigkilledRunnerLeavesNothingBehind) {
           << "round " << round << ": a process outlived its runner by 2 s";
       ::close(fd);
     }
-    // The supervisors carry the marker too (they hold the servers' environment) and
-    // exit right after their sweep.
+    // A marked process may take a moment to leave /proc after the supervisors' SIGKILL
+    // (the check is "gone within 2 s", not "gone at once").
     EXPECT_TRUE(holds_by(deadline, [&] {
       return harness::detail::procfs::find_by_environ("HARNESS_SESSION=" + token + "-", true).empty();
     })) << "round " << round << ": a marked process outlived its runner by 2 s";

@@ -24,6 +24,7 @@
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -228,7 +229,7 @@ pid_t oldest_live_child() {
   unsigned long long best_start = ~0ULL;
   for (pid_t pid : kids) {
     proctree::brief b;
-    if (pid == main_pid || !proctree::read_brief(pid, b) || b.state == 'Z' || b.state == 'X') continue;
+    if (pid == main_pid || !proctree::read_brief(pid, b) || !b.alive()) continue;
     if (b.start < best_start) {
       best = pid;
       best_start = b.start;
@@ -272,7 +273,7 @@ int signal_tree(int sig) {
   for (pid_t pid : tree) {
     const long fd = ::syscall(SYS_pidfd_open, pid, 0);
     proctree::brief b;
-    bool member = proctree::read_brief(pid, b) && b.state != 'Z';
+    bool member = proctree::read_brief(pid, b) && b.alive();
     if (member && b.ppid != self) {
       member = false;
       for (pid_t p : tree) member = member || p == b.ppid;
@@ -315,12 +316,19 @@ void drain_signalfd() {
 
 // Waits for SIGCHLD until the tree is empty or `deadline`; with `keep_killing`, sweeps
 // SIGKILL again on each wake-up (a dying tree may still fork).
+bool runner_gone();
+
 bool wait_empty(long deadline, bool keep_killing) {
   for (;;) {
     reap();
     if (tree_empty()) return true;
     const long left = deadline - now_ms();
     if (left <= 0) return false;
+    // The runner died during a graceful stop: nobody waits for the grace any more.
+    if (!keep_killing && runner_gone()) {
+      keep_killing = true;
+      deadline = now_ms() + 1000;
+    }
     if (keep_killing) signal_tree(SIGKILL);
     pollfd p{sigfd, POLLIN, 0};
     // SIGCHLD wakes us; the cap covers a grandchild that exits without a SIGCHLD to us.
@@ -422,6 +430,7 @@ void reset_all_dispositions() {
 // only makes system calls on memory prepared here (no allocation, no stdio), so the
 // start costs no page-table copy.
 char* listen_pid_digits = nullptr;  // in cfg.envp; static: it lives across vfork
+pid_t self = 0;                     // likewise
 
 void start_server() {
   if (cfg.listen_pid) {
@@ -437,14 +446,17 @@ void start_server() {
   }
   sigset_t none;
   sigemptyset(&none);
+  self = ::getpid();
   const pid_t pid = ::vfork();
   if (pid == 0) {
     ::close(report[0]);
     ::close(cfg.control);
     if (sigfd >= 0) ::close(sigfd);
     if (runner_fd >= 0) ::close(runner_fd);
-    // If the supervisor itself is SIGKILLed, at least the server goes with it.
+    // If the supervisor itself is SIGKILLed, at least the server goes with it (and if
+    // that already happened, it must not start at all).
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != self) ::_exit(127);
     if (cfg.own_group) ::setpgid(0, 0);
     if (listen_pid_digits != nullptr) {
       char digits[24];
@@ -518,11 +530,11 @@ std::vector<std::string> split_fields(const std::string& text) {
 }
 
 // Reads the request: one packet "L" carrying, by SCM_RIGHTS, a memfd with the fields
-// (supervisor_protocol.hpp) and the server's stdin, stdout, stderr and passed fds, in
-// that order. Puts each fd on its number for the server and fills cfg. False when the
+// (supervisor_protocol.hpp), the runner's working directory, and the server's stdin,
+// stdout, stderr and passed fds, in that order. Puts each fd on its number for the server and fills cfg. False when the
 // runner closed the socket instead (nothing to start).
 bool take_request() {
-  constexpr int max_fds = 4 + harness::detail::supervisor_protocol::max_passed_fds;
+  constexpr int max_fds = 5 + harness::detail::supervisor_protocol::max_passed_fds;
   char data[8];
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * max_fds)];
   iovec iov{data, sizeof data};
@@ -546,7 +558,7 @@ bool take_request() {
       fds.push_back(fd);
     }
   }
-  if (data[0] != 'L' || (msg.msg_flags & MSG_CTRUNC) != 0 || fds.size() < 4) {
+  if (data[0] != 'L' || (msg.msg_flags & MSG_CTRUNC) != 0 || fds.size() < 5) {
     send_message("E %ld request", EPROTO);
     std::_Exit(0);
   }
@@ -562,8 +574,8 @@ bool take_request() {
   ::close(fds[0]);
   const auto fields = split_fields(text);
   long argc = 0;
-  if (fields.size() < 7 || !parse_long(fields[5].c_str(), argc) || argc < 1 ||
-      fields.size() < 6 + static_cast<std::size_t>(argc)) {
+  if (fields.size() < 8 || !parse_long(fields[6].c_str(), argc) || argc < 1 ||
+      fields.size() < 7 + static_cast<std::size_t>(argc)) {
     send_message("E %ld request", EPROTO);
     std::_Exit(0);
   }
@@ -583,15 +595,20 @@ bool take_request() {
       start = comma + 1;
     }
   }
-  if (fds.size() != 4 + cfg.keep_fds.size()) {
+  if (fds.size() != 5 + cfg.keep_fds.size()) {
     send_message("E %ld request", EPROTO);
     std::_Exit(0);
   }
   cfg.default_stop = parse_steps(fields[2].c_str());
   cfg.cwd = fields[3];
-  cfg.program = fields[4];
+  if (fields[4] != "-") {
+    mode_t mask = 0;
+    for (char c : fields[4]) mask = static_cast<mode_t>(mask * 8 + static_cast<mode_t>(c - '0'));
+    ::umask(mask & 0777);
+  }
+  cfg.program = fields[5];
   cfg.argc = static_cast<std::size_t>(argc);
-  cfg.args.assign(fields.begin() + 6, fields.end());
+  cfg.args.assign(fields.begin() + 7, fields.end());
   for (std::size_t i = 0; i < cfg.args.size(); ++i) {
     if (i == cfg.argc) cfg.argv.push_back(nullptr);
     (i < cfg.argc ? cfg.argv : cfg.envp).push_back(cfg.args[i].data());
@@ -606,19 +623,21 @@ bool take_request() {
   cfg.control = move_above(cfg.control, base);
   sigfd = move_above(sigfd, base);
   if (runner_fd >= 0) runner_fd = move_above(runner_fd, base);
+  // The runner's working directory at the time of the request, then CWD relative to it.
+  if (::fchdir(fds[1]) != 0 || (!cfg.cwd.empty() && ::chdir(cfg.cwd.c_str()) != 0)) {
+    send_message("E %ld chdir", errno);
+    std::_Exit(0);
+  }
+  ::close(fds[1]);
   std::vector<int> targets{0, 1, 2};
   targets.insert(targets.end(), cfg.keep_fds.begin(), cfg.keep_fds.end());
-  for (std::size_t i = 1; i < fds.size(); ++i) fds[i] = move_above(fds[i], base);
-  for (std::size_t i = 1; i < fds.size(); ++i) {
-    if (::dup2(fds[i], targets[i - 1]) < 0) {  // dup2 clears CLOEXEC: the server inherits it
+  for (std::size_t i = 2; i < fds.size(); ++i) fds[i] = move_above(fds[i], base);
+  for (std::size_t i = 2; i < fds.size(); ++i) {
+    if (::dup2(fds[i], targets[i - 2]) < 0) {  // dup2 clears CLOEXEC: the server inherits it
       send_message("E %ld fds", errno);
       std::_Exit(0);
     }
     ::close(fds[i]);
-  }
-  if (!cfg.cwd.empty() && ::chdir(cfg.cwd.c_str()) != 0) {
-    send_message("E %ld chdir", errno);
-    std::_Exit(0);
   }
   return true;
 }
@@ -704,6 +723,11 @@ int main(int argc, char** argv) {
       if (n > 0) {
         buf[n] = '\0';
         if (buf[0] == 'T') stop_and_exit(parse_stop_message(buf));
+        long sig = 0;
+        // The main process is unreaped until the stop, so its group id is still ours.
+        if (buf[0] == 'G' && parse_long(buf + 2, sig) && sig > 0 && sig < NSIG && main_pid > 0) {
+          ::kill(-main_pid, static_cast<int>(sig));
+        }
       }
     }
   }
