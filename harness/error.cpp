@@ -26,6 +26,7 @@ class category final : public std::error_category {
       case errc::port_out_of_range: return "announced port out of range";
       case errc::port_collision: return "port taken by another process";
       case errc::probe_failed: return "readiness probe failed";
+      case errc::callback_threw: return "a callback threw an exception";
       case errc::attempts_exhausted: return "every start attempt failed";
       case errc::pool_exhausted: return "no free port in the lease pool";
       case errc::not_running: return "process is not running";

@@ -41,6 +41,7 @@ enum class errc {
   port_out_of_range,         // an announced port outside 1..65535
   port_collision,            // the port was taken by somebody else
   probe_failed,              // a readiness probe reported a definite failure
+  callback_threw,            // a callback of yours (on_line, on_exit, a probe) threw
   attempts_exhausted,        // every respawn attempt failed
   pool_exhausted,            // no free port left in the lease pool
 

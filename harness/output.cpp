@@ -129,7 +129,19 @@ void output_state::feed(stream s, std::string_view data) {
     flush_log();
   }
   cv.notify_all();
-  for (const auto& line : for_callback) opts.on_line(s, line);
+  for (const auto& line : for_callback) contain("on_line", [&] { opts.on_line(s, line); });
+}
+
+void output_state::note_callback_failure(std::string text) noexcept {
+  try {
+    {
+      std::lock_guard lock(m);
+      if (!callback_failure) callback_failure = failure{make_error_code(errc::callback_threw), std::move(text)};
+    }
+    cv.notify_all();
+  } catch (...) {
+    // Out of memory while recording: nothing better to do than to go on draining.
+  }
 }
 
 void output_state::close(stream s) {
@@ -146,7 +158,7 @@ void output_state::close(stream s) {
     flush_log();
   }
   cv.notify_all();
-  for (const auto& line : for_callback) opts.on_line(s, line);
+  for (const auto& line : for_callback) contain("on_line", [&] { opts.on_line(s, line); });
 }
 
 }  // namespace detail
@@ -156,6 +168,11 @@ using detail::output_state;
 namespace {
 std::size_t index(stream s) { return s == stream::out ? 0 : 1; }
 }  // namespace
+
+std::optional<failure> output::callback_failure() const {
+  std::lock_guard lock(state_->m);
+  return state_->callback_failure;
+}
 
 std::string output::tail(stream s) const {
   std::lock_guard lock(state_->m);

@@ -28,6 +28,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -56,7 +57,9 @@ struct output_options {
   std::uint64_t log_max_bytes = 64ull * 1024 * 1024;
   // Called on the harness I/O thread for every line, without the line break.
   // It must return quickly and must not call back into the harness: while it runs,
-  // no process's output is drained.
+  // no process's output is drained. If it throws, the exception is recorded
+  // (output::callback_failure(); a session's start fails with errc::callback_threw)
+  // and the output keeps draining.
   std::function<void(stream, std::string_view)> on_line{};
 };
 
@@ -90,6 +93,9 @@ class output {
   [[nodiscard]] std::filesystem::path log_path() const;
   // True once both streams reached end-of-file (every writer closed its end).
   [[nodiscard]] bool closed() const;
+  // The first exception thrown by on_line (or by the process's on_exit), as
+  // errc::callback_threw with its text; the output kept draining all the same.
+  [[nodiscard]] std::optional<failure> callback_failure() const;
 
   // Blocks until a line on `streams` matches `pattern`, the timeout passes
   // (errc::timeout, after timeouts::scaled(timeout)), or both streams close

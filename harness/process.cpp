@@ -162,7 +162,7 @@ void report_exit(const std::shared_ptr<process_state>& s) {
     status = s->status;
   }
   s->out->log_note("process " + std::to_string(s->pid) + " " + status.str());
-  if (s->opts.on_exit) s->opts.on_exit(status);
+  if (s->opts.on_exit) s->out->contain("on_exit", [&] { s->opts.on_exit(status); });
 }
 
 void watch_control(const std::shared_ptr<process_state>& s) {

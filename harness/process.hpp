@@ -46,6 +46,8 @@
 //
 // Gotchas:
 //   * on_exit and output_options::on_line run on the harness I/O thread; keep them short.
+//     An exception from either is caught and recorded (output().callback_failure());
+//     the pipes keep draining and stop() is not disturbed.
 //   * Reaping children yourself (waitpid(-1), SIGCHLD set to SIG_IGN) does not disturb
 //     exit statuses: the runner's only child is the supervisor, which reports them.
 #pragma once

@@ -547,16 +547,22 @@ start_outcome session_state::start_once(std::uint16_t use_port) {
   const auto t0 = clock::now();
   auto spawned = harness::process::try_spawn(std::move(o));
   if (ready_pipe[1] >= 0) ::close(ready_pipe[1]);  // the child has its copy
-  auto finish = [&] {
-    {
-      std::lock_guard lock(ev->m);
-      ev->active = false;
+  // Ends the intake of events for this start on every way out of it, returns and
+  // exceptions (from a user's callback, say) alike.
+  struct finisher {
+    std::shared_ptr<start_events>& ev;
+    std::shared_ptr<fd_watch>& ready;
+    std::shared_ptr<fd_watch>& notify;
+    ~finisher() {
+      {
+        std::lock_guard lock(ev->m);
+        ev->active = false;
+      }
+      unwatch(ready);
+      unwatch(notify);
     }
-    unwatch(ready_watch);
-    unwatch(notify_watch);
-  };
+  } finish{ev, ready_watch, notify_watch};
   if (!spawned) {
-    finish();
     out.error = std::move(spawned).error();
     return out;
   }
@@ -575,7 +581,6 @@ start_outcome session_state::start_once(std::uint16_t use_port) {
   std::string waiting_for;
 
   auto fail = [&](std::error_code code, const std::string& reason, bool holder) {
-    finish();
     out.kind = attempt::result::failed;
     out.reason = reason;
     out.error = report(code, reason, &proc, holder);
@@ -589,7 +594,6 @@ start_outcome session_state::start_once(std::uint16_t use_port) {
     return "";
   };
   auto collide = [&](const std::string& reason) {
-    finish();
     out.kind = attempt::result::collision;
     out.reason = reason;
     return out;
@@ -632,8 +636,10 @@ start_outcome session_state::start_once(std::uint16_t use_port) {
       }
     }
 
+    if (auto thrown = proc.output().callback_failure()) {
+      return fail(errc::callback_threw, thrown->detail, false);
+    }
     if (bad) {
-      finish();
       out.kind = attempt::result::failed;
       out.reason = bad->message();
       out.error = report(bad->code, bad->detail, &proc, false);
@@ -738,7 +744,19 @@ start_outcome session_state::start_once(std::uint16_t use_port) {
             std::string why;
             auto answer = http_get(*at, net::format_endpoint(host, known_port), p.path, connect_timeout, &why);
             if (answer) {
-              ok = answer->status == p.status && (!p.body || p.body(answer->body));
+              bool body_ok = true;
+              if (answer->status == p.status && p.body) {
+                try {
+                  body_ok = p.body(answer->body);
+                } catch (const std::exception& e) {
+                  return fail(errc::callback_threw,
+                              "the body check of probe \"" + p.describe() + "\" threw: " + e.what(), false);
+                } catch (...) {
+                  return fail(errc::callback_threw,
+                              "the body check of probe \"" + p.describe() + "\" threw", false);
+                }
+              }
+              ok = answer->status == p.status && body_ok;
               if (!ok) {
                 last_error[i] = "answered " + std::to_string(answer->status) +
                                 (answer->status == p.status ? " but the body check failed" : "");
@@ -753,7 +771,14 @@ start_outcome session_state::start_once(std::uint16_t use_port) {
           probe_context ctx{host, known_port, proc.pid(), nullptr};
           auto view = proc.output();
           ctx.output = &view;
-          auto r = p.fn(ctx);
+          result<probe_result> r = probe_result::not_yet;
+          try {
+            r = p.fn(ctx);
+          } catch (const std::exception& e) {
+            return fail(errc::callback_threw, "probe \"" + p.name + "\" threw: " + e.what(), false);
+          } catch (...) {
+            return fail(errc::callback_threw, "probe \"" + p.name + "\" threw", false);
+          }
           if (!r) {
             return fail(errc::probe_failed, "probe \"" + p.name + "\" failed: " + r.error().message(), false);
           }
@@ -788,7 +813,6 @@ start_outcome session_state::start_once(std::uint16_t use_port) {
       }
     }
     if (all) {
-      finish();
       out.kind = attempt::result::ready;
       if (mode == port_mode::announce) out.port = known_port;
       return out;

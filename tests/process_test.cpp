@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <stdexcept>
 #include <thread>
 
 #include "harness/detail/log_prune.hpp"
@@ -638,6 +639,39 @@ TEST(Process, AForkedCopyOfTheRunnerDoesNotTakeTheParentsExitReport) {
   ASSERT_EQ(::waitpid(child, &status, 0), child);
   EXPECT_EQ(p.wait_for(10s), exit_status::exited_with(5));
   ::unlink(go.c_str());
+}
+
+TEST(Process, AThrowingOnLineIsRecordedAndTheOutputKeepsDraining) {
+  // 256 KiB of output, four times what a pipe holds: if the throw stopped the reads,
+  // the server would block on write and never exit.
+  auto o = fixture({"--stdout-bytes=262144", "--exit-before-ready=0"});
+  std::atomic<int> calls{0};
+  o.output.on_line = [&](stream, std::string_view) {
+    ++calls;
+    throw std::runtime_error("boom");
+  };
+  process p = process::spawn(o);
+  EXPECT_EQ(p.wait_for(20s), exit_status::exited_with(0)) << "the pipe was not drained";
+  ASSERT_TRUE(p.output().wait_closed(10s));
+  EXPECT_GT(calls.load(), 2000);
+  const auto thrown = p.output().callback_failure();
+  ASSERT_TRUE(thrown);
+  EXPECT_EQ(thrown->code, errc::callback_threw);
+  EXPECT_EQ(thrown->detail, "on_line threw: boom");
+}
+
+TEST(Process, AThrowingOnExitDoesNotDisturbStop) {
+  auto o = fixture({"--exit-before-ready=3"});
+  o.on_exit = [](const exit_status&) { throw 42; };
+  process p = process::spawn(o);
+  EXPECT_EQ(p.wait_for(10s), exit_status::exited_with(3));
+  EXPECT_EQ(p.stop(), exit_status::exited_with(3));
+  const auto thrown = p.output().callback_failure();
+  ASSERT_TRUE(thrown);
+  EXPECT_EQ(thrown->detail, "on_exit threw an exception that is not a std::exception");
+  // The harness thread is still serving: another process works as before.
+  process next = process::spawn(fixture({"--exit-before-ready=4"}));
+  EXPECT_EQ(next.wait_for(10s), exit_status::exited_with(4));
 }
 
 TEST(Process, ARunnerThatReapsEverythingStillGetsExactStatuses) {

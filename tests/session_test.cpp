@@ -10,6 +10,7 @@
 #include <fstream>
 #include <future>
 #include <sstream>
+#include <stdexcept>
 
 #include "harness/detail/io_thread.hpp"
 #include "harness/detail/spawn_posix.hpp"
@@ -630,6 +631,37 @@ class SessionBadInput : public SessionTest {
   }
   std::size_t fds_ = 0;
 };
+
+TEST_F(SessionBadInput, AThrowingProbeCallbackFailsTheStartTyped) {
+  auto r = session::try_start(
+      {.command = fx({"--port={port}"}),
+       .ready = {.probes = {probe::callback("picky", [](const harness::probe_context&) -> harness::result<harness::probe_result> {
+         throw std::runtime_error("no way");
+       })}}});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::callback_threw);
+  EXPECT_NE(r.error().message().find("probe \"picky\" threw: no way"), std::string::npos) << r.error().message();
+}
+
+TEST_F(SessionBadInput, AThrowingBodyCheckFailsTheStartTyped) {
+  auto r = session::try_start(
+      {.command = fx({"--port={port}", "--serve=http"}),
+       .ready = {.probes = {probe::http("/", 200, [](std::string_view) -> bool { throw std::logic_error("bad body"); })}}});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::callback_threw);
+  EXPECT_NE(r.error().message().find("threw: bad body"), std::string::npos) << r.error().message();
+}
+
+TEST_F(SessionBadInput, AThrowingOnLineFailsTheStartTyped) {
+  auto r = session::try_start(
+      {.command = fx({"--port={port}", "--delay-ms=2000", "--print=hello"}),
+       .output = {.on_line = [](harness::stream, std::string_view line) {
+         if (line == "hello") throw std::runtime_error("not hello");
+       }}});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::callback_threw);
+  EXPECT_NE(r.error().message().find("on_line threw: not hello"), std::string::npos) << r.error().message();
+}
 
 TEST_F(SessionBadInput, UnknownProgramLeavesNoLease) {
   auto block = harness_test::reserve_block(1);

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "harness/detail/regex.hpp"
+#include "harness/error.hpp"
 #include "harness/output.hpp"
 
 namespace harness::detail {
@@ -31,6 +32,21 @@ struct output_state {
   void feed(stream s, std::string_view data);
   // Called when a stream reaches end-of-file (I/O thread only).
   void close(stream s);
+
+  // Runs a callback of the user's: an exception from it is caught and recorded (the
+  // first one is kept), never let out into the I/O thread.
+  template <class F>
+  void contain(std::string_view what, F&& callback) noexcept {
+    try {
+      callback();
+    } catch (const std::exception& e) {
+      note_callback_failure(std::string(what) + " threw: " + e.what());
+    } catch (...) {
+      note_callback_failure(std::string(what) + " threw an exception that is not a std::exception");
+    }
+  }
+  void note_callback_failure(std::string text) noexcept;
+  std::optional<failure> callback_failure;  // guarded by m
 
   // A registered line watcher; `hit` is set under `m` by the I/O thread.
   struct watcher {

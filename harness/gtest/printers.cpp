@@ -27,6 +27,7 @@ std::string_view errc_name(int value) {
     case errc::port_out_of_range: return "port_out_of_range";
     case errc::port_collision: return "port_collision";
     case errc::probe_failed: return "probe_failed";
+    case errc::callback_threw: return "callback_threw";
     case errc::attempts_exhausted: return "attempts_exhausted";
     case errc::pool_exhausted: return "pool_exhausted";
     case errc::not_running: return "not_running";
