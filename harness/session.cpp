@@ -20,6 +20,7 @@
 #include "harness/detail/proc_fs.hpp"
 #include "harness/detail/proc_net.hpp"
 #include "harness/detail/proc_tree.hpp"
+#include "harness/detail/session/judge.hpp"
 #include "harness/detail/regex.hpp"
 #include "harness/detail/report.hpp"
 #include "harness/detail/respawn_loop.hpp"
@@ -498,7 +499,7 @@ start_outcome session_state::start_once(std::uint16_t use_port) {
   // Output and exit events.
   auto user_on_line = spec.output.on_line;
   auto m = match;
-  o.output.on_line = [ev, m, user_on_line](stream s, std::string_view line) {
+  o.output.on_line = [ev, m, user_on_line, use_port](stream s, std::string_view line) {
     ev->update([&] {
       bool changed = false;
       if (!ev->fail_line) {
@@ -528,7 +529,9 @@ start_outcome session_state::start_once(std::uint16_t use_port) {
         }
       }
       if (m->classifier && !ev->collision) {
-        if (auto eco = m->classifier->classify(line)) {
+        // Only a line about our port: a server may fail on another port it was given
+        // (memcached's UDP -U) and that is not our port being taken.
+        if (auto eco = m->classifier->classify(line); eco && start_judge::names_port(line, use_port)) {
           ev->collision = *eco + ": " + std::string(line.substr(0, 300));
           changed = true;
         }
@@ -586,17 +589,46 @@ start_outcome session_state::start_once(std::uint16_t use_port) {
     out.error = report(code, reason, &proc, holder);
     return out;
   };
-  // Why an exit that left processes behind was not followed as a daemon.
-  auto left_behind_note = [&](const exit_status& status) -> std::string {
-    if (status == exit_status::exited_with(0) && !spec.allow_daemon) {
-      return ": it daemonized, which this spec forbids (allow_daemon = false)";
-    }
-    return "";
-  };
   auto collide = [&](const std::string& reason) {
     out.kind = attempt::result::collision;
     out.reason = reason;
     return out;
+  };
+  // What the judge needs to know, before the listener and the tree are looked at.
+  auto observe = [&](const std::optional<std::string>& in_use_line) {
+    start_judge::observation ob;
+    ob.lease = mode == port_mode::lease;
+    ob.announce = mode == port_mode::announce;
+    ob.port = use_port;
+    ob.allow_daemon = spec.allow_daemon;
+    ob.in_use_line = in_use_line;
+    ob.timeout_ms = timeouts::scaled(spec.ready.timeout).count();
+    return ob;
+  };
+  // Who listens on our port: the server itself in the common case, else anyone in its
+  // tree (a worker, a child that execs the real server).
+  auto look_at_port = [&](start_judge::observation& ob, bool whole_tree) {
+    auto owner = procnet::listener_owner(use_port, whole_tree ? proc.tree() : std::vector<pid_t>{proc.pid()});
+    if (owner == procnet::ownership::foreign && !whole_tree) owner = procnet::listener_owner(use_port, proc.tree());
+    ob.on_port = owner == procnet::ownership::ours      ? start_judge::listener::ours
+                 : owner == procnet::ownership::foreign ? start_judge::listener::foreign
+                                                         : start_judge::listener::nobody;
+    if (ob.on_port == start_judge::listener::foreign) ob.holders = procnet::describe_holders(use_port);
+  };
+  // Carries out a verdict; nullopt: keep waiting.
+  auto apply = [&](const start_judge::verdict& v) -> std::optional<start_outcome> {
+    switch (v.what) {
+      case start_judge::outcome::wait:
+        return std::nullopt;
+      case start_judge::outcome::ready:
+        out.kind = attempt::result::ready;
+        return out;
+      case start_judge::outcome::collision:
+        return collide(v.reason);
+      case start_judge::outcome::failed:
+        return fail(v.code, v.reason, v.show_holder);
+    }
+    return std::nullopt;
   };
 
   for (;;) {
@@ -651,56 +683,26 @@ start_outcome session_state::start_once(std::uint16_t use_port) {
       // Let the last lines in (the "address already in use" usually comes right
       // before the exit), then judge.
       proc.output().wait_closed(milliseconds(1000));
-      std::optional<std::string> collision;
+      std::optional<std::string> in_use_line;
       {
         std::lock_guard lock(ev->m);
-        collision = ev->collision;
+        in_use_line = ev->collision;
       }
-      const auto status = proc.status().value_or(exit_status{});
-      if (mode == port_mode::lease) {
-        // The server is gone but not reaped, so its tree can still be found: a
-        // descendant holding the port means it forked into the background.
-        switch (procnet::listener_owner(use_port, proc.tree())) {
-          case procnet::ownership::ours:
-            return fail(errc::exited_before_ready,
-                        status.str() + "; a process it started listens on port " +
-                            std::to_string(use_port) + left_behind_note(status),
-                        true);
-          case procnet::ownership::foreign:
-            return collide("exited (" + status.str() + ") while " +
-                           procnet::describe_holders(use_port));
-          case procnet::ownership::nobody:
-            break;
-        }
-        if (collision) return collide(*collision);
-      }
-      // Not (yet) listening, but it left processes of its own running (they are stopped
-      // with the rest of the tree).
-      if (const auto tree = proc.tree(); tree.size() > 1) {
-        std::string pids;
-        for (std::size_t i = 1; i < tree.size(); ++i) {
-          pids += (i == 1 ? "" : ", ") + std::to_string(tree[i]);
-        }
-        return fail(errc::exited_before_ready,
-                    status.str() + "; it left " + std::to_string(tree.size() - 1) +
-                        (tree.size() == 2 ? " process" : " processes") + " running (pid " +
-                        pids + ")" + left_behind_note(status),
-                    mode != port_mode::announce);
-      }
-      return fail(errc::exited_before_ready, status.str(), mode != port_mode::announce);
+      auto ob = observe(in_use_line);
+      ob.exited = proc.status().value_or(exit_status{});
+      // The server is gone but its tree is still there (stopped only when the start
+      // is over): who listens on the port, and what it left running.
+      const auto tree = proc.tree();
+      if (ob.lease) look_at_port(ob, true);
+      if (tree.size() > 1) ob.left.assign(tree.begin() + 1, tree.end());
+      return *apply(start_judge::judge(ob));
     }
 
-    // A port-in-use line while the server still runs: a server may report a failed
-    // bind it can live with (another address family, an optional address) or retry
-    // it. It is a collision when somebody else's listener holds our port.
-    // Who listens on our port: the server itself in the common case, else anyone in
-    // its tree (a worker, a child that execs the real server).
-    auto owner = [&] {
-      auto o = procnet::listener_owner(use_port, {proc.pid()});
-      return o == procnet::ownership::foreign ? procnet::listener_owner(use_port, proc.tree()) : o;
-    };
-    if (mode == port_mode::lease && collision_hint && owner() == procnet::ownership::foreign) {
-      return collide(*collision_hint + "; " + procnet::describe_holders(use_port));
+    // A port-in-use line while the server still runs: judged before probing.
+    if (mode == port_mode::lease && collision_hint) {
+      auto ob = observe(collision_hint);
+      look_at_port(ob, false);
+      if (auto decided = apply(start_judge::judge(ob))) return *decided;
     }
 
     const std::uint16_t known_port = mode == port_mode::announce ? announced.value_or(0) : use_port;
@@ -798,37 +800,21 @@ start_outcome session_state::start_once(std::uint16_t use_port) {
       }
     }
 
-    if (all && mode == port_mode::lease) {
-      // The probe passed; make sure it is our server that answered on the port.
-      switch (owner()) {
-        case procnet::ownership::ours:
-          break;
-        case procnet::ownership::foreign:
-          return collide("the listener on port " + std::to_string(use_port) +
-                         " is not our server: " + procnet::describe_holders(use_port));
-        case procnet::ownership::nobody:
-          all = false;
-          note_waiting("a listener on port " + std::to_string(use_port));
-          break;
+    const bool late = clock::now() >= deadline;
+    if (all || late) {
+      auto ob = observe(collision_hint);
+      ob.probes_passed = all;
+      ob.deadline_passed = late;
+      if (mode == port_mode::lease) look_at_port(ob, false);
+      if (ob.lease && all && ob.on_port == start_judge::listener::nobody) {
+        all = false;
+        note_waiting("a listener on port " + std::to_string(use_port));
       }
-    }
-    if (all) {
-      out.kind = attempt::result::ready;
-      if (mode == port_mode::announce) out.port = known_port;
-      return out;
-    }
-
-    if (clock::now() >= deadline) {
-      if (mode == port_mode::lease && collision_hint) {
-        return collide("not ready in time after: " + *collision_hint);
+      ob.waiting_for = waiting_for;
+      if (auto decided = apply(start_judge::judge(ob))) {
+        if (decided->kind == attempt::result::ready && mode == port_mode::announce) decided->port = known_port;
+        return *decided;
       }
-      if (mode == port_mode::lease && owner() == procnet::ownership::foreign) {
-        return collide("not ready in time while " + procnet::describe_holders(use_port));
-      }
-      return fail(errc::ready_timeout,
-                  "not ready after " + std::to_string(timeouts::scaled(spec.ready.timeout).count()) +
-                      " ms; still waiting for " + waiting_for,
-                  mode != port_mode::announce);
     }
 
     // Sleep until an event, the next poll, or the deadline.

@@ -282,6 +282,19 @@ TEST_F(SessionTest, ACrashThatLeavesProcessesIsNotFollowed) {
       << r.error().message();
 }
 
+TEST_F(SessionTest, AnInUseLineAboutAnotherPortIsNotACollision) {
+  // memcached with a fixed UDP port (-U) that is taken says "failed to listen on UDP
+  // port 11211: Address already in use" and exits: that is not our port being taken,
+  // so no respawn on a fresh port would help.
+  auto r = session::try_start(
+      {.command = fx({"--port={port}", "--eprint=failed to listen on UDP port 11211: Address already in use",
+                      "--exit-before-ready=71"}),
+       .respawn = {.attempts = 3}});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::exited_before_ready) << r.error().message();
+  EXPECT_EQ(r.error().message().find("2. port "), std::string::npos) << "it was respawned: " << r.error().message();
+}
+
 TEST_F(SessionTest, CallbackProbeIsPolledUntilReady) {
   std::atomic<int> calls{0};
   session s = session::start(

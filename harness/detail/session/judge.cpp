@@ -1,0 +1,135 @@
+#include "harness/detail/session/judge.hpp"
+
+#include "harness/error.hpp"
+
+namespace harness::detail::start_judge {
+namespace {
+
+verdict failed(errc code, std::string reason, bool show_holder) {
+  return {outcome::failed, make_error_code(code), std::move(reason), show_holder};
+}
+
+verdict collided(std::string reason) { return {outcome::collision, {}, std::move(reason), false}; }
+
+// Why an exit that left processes behind was not followed as a daemon.
+std::string left_behind_note(const observation& o) {
+  if (*o.exited == exit_status::exited_with(0) && !o.allow_daemon) {
+    return ": it daemonized, which this spec forbids (allow_daemon = false)";
+  }
+  return "";
+}
+
+verdict judge_exit(const observation& o) {
+  const exit_status& status = *o.exited;
+  if (o.lease) {
+    // A process of its tree holding the port means it went on in the background.
+    switch (o.on_port) {
+      case listener::ours:
+        return failed(errc::exited_before_ready,
+                      status.str() + "; a process it started listens on port " + std::to_string(o.port) +
+                          left_behind_note(o),
+                      true);
+      case listener::foreign:
+        return collided("exited (" + status.str() + ") while " + o.holders);
+      case listener::nobody:
+        break;
+    }
+    if (o.in_use_line) return collided(*o.in_use_line);
+  }
+  if (!o.left.empty()) {
+    std::string pids;
+    for (std::size_t i = 0; i < o.left.size(); ++i) pids += (i == 0 ? "" : ", ") + std::to_string(o.left[i]);
+    return failed(errc::exited_before_ready,
+                  status.str() + "; it left " + std::to_string(o.left.size()) +
+                      (o.left.size() == 1 ? " process" : " processes") + " running (pid " + pids + ")" +
+                      left_behind_note(o),
+                  !o.announce);
+  }
+  return failed(errc::exited_before_ready, status.str(), !o.announce);
+}
+
+}  // namespace
+
+verdict judge(const observation& o) {
+  if (o.exited) return judge_exit(o);
+  // A port-in-use line while the server runs: a server may report a failed bind it can
+  // live with (another address family) or retry it. It is a collision when somebody
+  // else's listener holds the port.
+  if (o.lease && o.in_use_line && o.on_port == listener::foreign) {
+    return collided(*o.in_use_line + "; " + o.holders);
+  }
+  if (o.probes_passed) {
+    if (!o.lease) return {outcome::ready, {}, {}, false};
+    // The probes passed: make sure it is our server that answered on the port.
+    switch (o.on_port) {
+      case listener::ours:
+        return {outcome::ready, {}, {}, false};
+      case listener::foreign:
+        return collided("the listener on port " + std::to_string(o.port) + " is not our server: " + o.holders);
+      case listener::nobody:
+        break;  // not listening yet: wait (the deadline below still applies)
+    }
+  }
+  if (!o.deadline_passed) return {};
+  if (o.lease && o.in_use_line) return collided("not ready in time after: " + *o.in_use_line);
+  if (o.lease && o.on_port == listener::foreign) return collided("not ready in time while " + o.holders);
+  return failed(errc::ready_timeout,
+                "not ready after " + std::to_string(o.timeout_ms) + " ms; still waiting for " + o.waiting_for,
+                !o.announce);
+}
+
+namespace {
+
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+// Whether the text before a ':' is an address: "*" or nothing (":8080"), "[...]"
+// (IPv6), a dotted quad or a host name. A time of day ("12:34") is not.
+bool address_before_colon(std::string_view before) {
+  std::size_t start = before.size();
+  while (start > 0 && before[start - 1] != ' ' && before[start - 1] != '(' && before[start - 1] != '\'' &&
+         before[start - 1] != '"' && before[start - 1] != '=') {
+    --start;
+  }
+  const std::string_view token = before.substr(start);
+  if (token.empty() || token == "*" || token.back() == ']') return true;
+  bool digits_only = true, has_dot = false;
+  for (char c : token) {
+    if (c == '.') has_dot = true;
+    else if (!is_digit(c)) digits_only = false;
+  }
+  if (digits_only) return has_dot;                       // 127.0.0.1, not 12 (of 12:34)
+  return token.find(':') == std::string_view::npos;      // localhost, my-host.example
+}
+
+}  // namespace
+
+bool names_port(std::string_view line, std::uint16_t port) {
+  bool named_any = false;
+  for (std::size_t i = 0; i < line.size();) {
+    if (!is_digit(line[i])) {
+      ++i;
+      continue;
+    }
+    std::size_t end = i;
+    while (end < line.size() && is_digit(line[end])) ++end;
+    const std::string_view digits = line.substr(i, end - i);
+    const std::string_view before = line.substr(0, i);
+    const bool after_word = before.size() >= 5 && (before.substr(before.size() - 5) == "port " ||
+                                                   before.substr(before.size() - 5) == "Port " ||
+                                                   before.substr(before.size() - 5) == "port=");
+    const bool after_address =
+        !before.empty() && before.back() == ':' && address_before_colon(before.substr(0, before.size() - 1));
+    if (digits.size() <= 5 && (after_word || after_address)) {
+      unsigned long value = 0;
+      for (char c : digits) value = value * 10 + static_cast<unsigned long>(c - '0');
+      if (value >= 1 && value <= 65535) {
+        if (value == port) return true;
+        named_any = true;
+      }
+    }
+    i = end;
+  }
+  return !named_any;
+}
+
+}  // namespace harness::detail::start_judge
