@@ -409,6 +409,16 @@ std::string now_text() {
   return buf;
 }
 
+// The session's log file (output_options::log_file), in the log directory.
+result<void> open_log_file(process_state& s) {
+  if (!s.opts.output.log_file) return {};
+  auto dir = log_directory(s.opts.output);
+  if (!dir) return std::move(dir).error();
+  auto path = *dir / (sanitize(s.name) + "-" + s.id + ".log");
+  return s.out->open_log(path, "# serve-harness log of " + s.command + " (session " + s.id + ", started " +
+                                   now_text() + ")");
+}
+
 }  // namespace
 }  // namespace detail
 
@@ -456,14 +466,7 @@ result<process> process::try_spawn(process_options options) {
   auto env = build_env(s.opts, s.id);
   if (!env) return std::move(env).error();
 
-  if (s.opts.output.log_file) {
-    auto dir = log_directory(s.opts.output);
-    if (!dir) return std::move(dir).error();
-    auto path = *dir / (sanitize(s.name) + "-" + s.id + ".log");
-    auto ok = s.out->open_log(path, "# serve-harness log of " + s.command + " (session " + s.id +
-                                         ", started " + now_text() + ")");
-    if (!ok) return std::move(ok).error();
-  }
+  if (auto ok = open_log_file(s); !ok) return std::move(ok).error();
 
   // Pipes for stdout/stderr and /dev/null for stdin, all CLOEXEC in the runner.
   int out_pipe[2], err_pipe[2];

@@ -21,6 +21,7 @@
 #include "harness/detail/proc_net.hpp"
 #include "harness/detail/proc_tree.hpp"
 #include "harness/detail/session/judge.hpp"
+#include "harness/detail/unique_fd.hpp"
 #include "harness/detail/regex.hpp"
 #include "harness/detail/report.hpp"
 #include "harness/detail/respawn_loop.hpp"
@@ -242,6 +243,8 @@ struct session_state {
   }
 
   result<void> validate_and_compile();
+  result<void> choose_mode();
+  result<void> compile_matchers();
   start_outcome start_once(std::uint16_t port);
   // Stops the server; the first stop of each started server appends its
   // HARNESS_REPORT line.
@@ -259,7 +262,14 @@ result<void> session_state::validate_and_compile() {
     return make_failure(errc::invalid_argument, "respawn.attempts must be at least 1");
   }
   if (auto a = net::parse_host(spec.port.host, 0); !a) return std::move(a).error();
+  if (auto ok = choose_mode(); !ok) return ok;
+  // The default probe of lease mode (announce and inherit wait for the announcement).
+  if (mode == port_mode::lease && spec.ready.probes.empty()) spec.ready.probes.push_back(probe::tcp());
+  return compile_matchers();
+}
 
+// The port mode, from the spec and its placeholders; the lease range checked.
+result<void> session_state::choose_mode() {
   const bool placeholder = harness::uses_port_placeholder(spec);
   mode = spec.port.mode;
   if (mode == port_mode::automatic) {
@@ -282,10 +292,12 @@ result<void> session_state::validate_and_compile() {
                                                     " is empty or inverted");
     }
   }
+  return {};
+}
 
-  // The default probe of lease mode (announce and inherit wait for the announcement).
-  if (mode == port_mode::lease && spec.ready.probes.empty()) spec.ready.probes.push_back(probe::tcp());
-
+// The regular expressions of the fail patterns, log probes, port_from and the
+// port-in-use classifier, compiled once; the probes checked.
+result<void> session_state::compile_matchers() {
   auto m = std::make_shared<matchers>();
   for (const auto& p : spec.ready.fail_on) {
     auto re = regex::compile(p);
@@ -368,14 +380,83 @@ failure session_state::report(std::error_code code, const std::string& reason,
   return failure{code, text};
 }
 
-start_outcome session_state::start_once(std::uint16_t use_port) {
-  start_outcome out;
-  auto& io = io_thread::get();
-  const std::string& host = spec.port.host;
-  const std::string port_text = use_port != 0 ? std::to_string(use_port) : std::string();
-  auto ev = std::make_shared<start_events>();
-  ev->log_hit.assign(spec.ready.probes.size(), false);
+// --- one start attempt -----------------------------------------------------------
+//
+// spawn with the announce channels and event taps in place -> wait: take the events,
+// judge an exit, judge a port-in-use line, run the probes, judge readiness and the
+// deadline, sleep until the next event or poll. The decisions are start_judge::judge()'s.
 
+namespace {
+
+// One start of the server on one port: its channels, its events, its probes' state.
+// The destructor ends the intake of events on every way out (returns and exceptions
+// from a user's callback alike).
+class start_attempt {
+ public:
+  start_attempt(session_state& s, std::uint16_t use_port)
+      : s_(s), use_port_(use_port), ev_(std::make_shared<start_events>()),
+        passed_(s.spec.ready.probes.size(), false), last_error_(s.spec.ready.probes.size()) {
+    ev_->log_hit.assign(s.spec.ready.probes.size(), false);
+  }
+  start_attempt(const start_attempt&) = delete;
+  start_attempt& operator=(const start_attempt&) = delete;
+  ~start_attempt() {
+    {
+      std::lock_guard lock(ev_->m);
+      ev_->active = false;
+    }
+    unwatch(ready_watch_);
+    unwatch(notify_watch_);
+  }
+
+  start_outcome run();
+
+ private:
+  process_options build_options() const;
+  result<void> open_channels(process_options& o);
+  result<void> open_ready_fd(process_options& o, int child_fd);
+  result<void> open_notify_socket(process_options& o);
+  void tap_events(process_options& o);
+  start_outcome wait(clock::time_point t0);
+  std::optional<start_outcome> take_events();
+  start_outcome judge_exit();
+  std::optional<start_outcome> run_probes(std::uint16_t known_port, milliseconds left, bool& all);
+  std::optional<start_outcome> probe_http(const probe& p, std::uint16_t known_port, milliseconds connect_timeout,
+                                          std::string& last_error, bool& ok);
+  std::optional<start_outcome> apply(const start_judge::verdict& v);
+  start_judge::observation observe() const;
+  void look_at_port(start_judge::observation& ob, bool whole_tree) const;
+  void note_waiting(const std::string& what) {
+    if (!waiting_for_.empty()) waiting_for_ += ", ";
+    waiting_for_ += what;
+  }
+  start_outcome fail(std::error_code code, const std::string& reason, bool holder) {
+    out_.kind = attempt::result::failed;
+    out_.reason = reason;
+    out_.error = s_.report(code, reason, &s_.proc, holder);
+    return out_;
+  }
+
+  session_state& s_;
+  const std::uint16_t use_port_;
+  std::shared_ptr<start_events> ev_;
+  std::shared_ptr<fd_watch> ready_watch_, notify_watch_;
+  unique_fd ready_write_;  // the child's end of the ready pipe, until it has its copy
+  start_outcome out_;
+  std::vector<bool> passed_;
+  std::vector<std::string> last_error_;
+  std::string waiting_for_;
+  // The last snapshot of the events.
+  std::uint64_t seen_ = 0;
+  std::optional<std::string> in_use_line_;
+  std::optional<std::uint16_t> announced_;
+  bool ready_signal_ = false, exited_ = false;
+};
+
+process_options start_attempt::build_options() const {
+  const auto& spec = s_.spec;
+  const std::string& host = spec.port.host;
+  const std::string port_text = use_port_ != 0 ? std::to_string(use_port_) : std::string();
   process_options o;
   for (const auto& a : spec.command) o.argv.push_back(substitute_placeholders(a, host, port_text));
   o.env = spec.env;
@@ -385,34 +466,42 @@ start_outcome session_state::start_once(std::uint16_t use_port) {
   o.stop = spec.stop;
   o.name = spec.name;
   o.follow_daemon = spec.allow_daemon;
+  return o;
+}
 
+// The socket to inherit (inherit mode), the ready fd and the notify socket, as the
+// spec's mode and probes need them.
+result<void> start_attempt::open_channels(process_options& o) {
   bool want_ready_fd = false, want_notify = false;
-  for (const auto& p : spec.ready.probes) {
+  for (const auto& p : s_.spec.ready.probes) {
     want_ready_fd = want_ready_fd || p.what == probe::kind::announce;
     want_notify = want_notify || p.what == probe::kind::notify;
   }
-  if ((mode == port_mode::announce && spec.port.port_from.empty()) || need_ready_signal) {
+  if ((s_.mode == port_mode::announce && s_.spec.port.port_from.empty()) || s_.need_ready_signal) {
     want_ready_fd = want_notify = true;
   }
   int next_fd = 3;
-  if (mode == port_mode::inherit) {
-    o.fds.push_back({listen_fd, next_fd++});
+  if (s_.mode == port_mode::inherit) {
+    o.fds.push_back({s_.listen_fd, next_fd++});
     o.env.set.emplace_back("LISTEN_FDS", "1");
     o.set_listen_pid = true;
   }
-
-  // The ready fd: the child writes to its end, the I/O thread reads ours.
-  int ready_pipe[2] = {-1, -1};
-  std::shared_ptr<fd_watch> ready_watch, notify_watch;
   if (want_ready_fd) {
-    if (::pipe2(ready_pipe, O_CLOEXEC) != 0) {
-      out.error = make_system_failure(errno, "pipe2");
-      return out;
-    }
-    o.fds.push_back({ready_pipe[1], next_fd});
-    o.env.set.emplace_back("HARNESS_READY_FD", std::to_string(next_fd));
-    ++next_fd;
-    ready_watch = watch_fd(ready_pipe[0], [ev](int fd) {
+    if (auto ok = open_ready_fd(o, next_fd++); !ok) return ok;
+  }
+  if (want_notify) return open_notify_socket(o);
+  return {};
+}
+
+// The ready fd: the child writes to its end, the I/O thread reads ours.
+result<void> start_attempt::open_ready_fd(process_options& o, int child_fd) {
+  int ready_pipe[2] = {-1, -1};
+  if (::pipe2(ready_pipe, O_CLOEXEC) != 0) return make_system_failure(errno, "pipe2");
+  ready_write_.reset(ready_pipe[1]);
+  o.fds.push_back({ready_pipe[1], child_fd});
+  o.env.set.emplace_back("HARNESS_READY_FD", std::to_string(child_fd));
+  auto ev = ev_;
+  ready_watch_ = watch_fd(ready_pipe[0], [ev](int fd) {
       char buf[512];
       const ssize_t n = ::read(fd, buf, sizeof buf);
       if (n < 0 && (errno == EAGAIN || errno == EINTR)) return true;
@@ -433,34 +522,28 @@ start_outcome session_state::start_once(std::uint16_t use_port) {
       });
       return true;
     });
-  }
+  return {};
+}
 
-  // The notify socket: abstract, credentials checked per datagram.
-  if (want_notify) {
-    const int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0) {
-      out.error = make_system_failure(errno, "socket(AF_UNIX)");
-      if (ready_pipe[1] >= 0) ::close(ready_pipe[1]);
-      unwatch(ready_watch);
-      return out;
-    }
-    const std::string name = "serve-harness/" + io.runner_token() + "/" +
-                             std::to_string(notify_counter.fetch_add(1));
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::memcpy(addr.sun_path + 1, name.data(), name.size());
-    const auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
-    int one = 1;
-    ::setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof one);
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0) {
-      out.error = make_system_failure(errno, "bind notify socket");
-      ::close(fd);
-      if (ready_pipe[1] >= 0) ::close(ready_pipe[1]);
-      unwatch(ready_watch);
-      return out;
-    }
-    o.env.set.emplace_back("NOTIFY_SOCKET", "@" + name);
-    notify_watch = watch_fd(fd, [ev](int sock) {
+// The notify socket: abstract, the sender of each datagram judged by the kernel's
+// credentials.
+result<void> start_attempt::open_notify_socket(process_options& o) {
+  unique_fd fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!fd) return make_system_failure(errno, "socket(AF_UNIX)");
+  const std::string name = "serve-harness/" + io_thread::get().runner_token() + "/" +
+                           std::to_string(notify_counter.fetch_add(1));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path + 1, name.data(), name.size());
+  const auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+  int one = 1;
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_PASSCRED, &one, sizeof one);
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), len) != 0) {
+    return make_system_failure(errno, "bind notify socket");
+  }
+  o.env.set.emplace_back("NOTIFY_SOCKET", "@" + name);
+  auto ev = ev_;
+  notify_watch_ = watch_fd(fd.release(), [ev](int sock) {
       char data[4096];
       alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred))];
       iovec iov{data, sizeof data - 1};
@@ -494,11 +577,16 @@ start_outcome session_state::start_once(std::uint16_t use_port) {
       });
       return true;
     });
-  }
+  return {};
+}
 
-  // Output and exit events.
-  auto user_on_line = spec.output.on_line;
-  auto m = match;
+// The session's own look at every output line (fail patterns, log probes, port_from,
+// port-in-use lines), then the user's on_line; and the exit.
+void start_attempt::tap_events(process_options& o) {
+  auto user_on_line = s_.spec.output.on_line;
+  auto m = s_.match;
+  auto ev = ev_;
+  const std::uint16_t use_port = use_port_;
   o.output.on_line = [ev, m, user_on_line, use_port](stream s, std::string_view line) {
     ev->update([&] {
       bool changed = false;
@@ -546,191 +634,181 @@ start_outcome session_state::start_once(std::uint16_t use_port) {
       return true;
     });
   };
+}
 
+start_outcome start_attempt::run() {
+  process_options o = build_options();
+  if (auto ok = open_channels(o); !ok) {
+    out_.error = std::move(ok).error();
+    return out_;
+  }
+  tap_events(o);
   const auto t0 = clock::now();
   auto spawned = harness::process::try_spawn(std::move(o));
-  if (ready_pipe[1] >= 0) ::close(ready_pipe[1]);  // the child has its copy
-  // Ends the intake of events for this start on every way out of it, returns and
-  // exceptions (from a user's callback, say) alike.
-  struct finisher {
-    std::shared_ptr<start_events>& ev;
-    std::shared_ptr<fd_watch>& ready;
-    std::shared_ptr<fd_watch>& notify;
-    ~finisher() {
-      {
-        std::lock_guard lock(ev->m);
-        ev->active = false;
-      }
-      unwatch(ready);
-      unwatch(notify);
-    }
-  } finish{ev, ready_watch, notify_watch};
+  ready_write_.reset();  // the child has its copy
   if (!spawned) {
-    out.error = std::move(spawned).error();
-    return out;
+    out_.error = std::move(spawned).error();
+    return out_;
   }
   {
-    std::lock_guard lock(info_m);  // live_sessions() may be reading
-    proc = std::move(*spawned);
+    std::lock_guard lock(s_.info_m);  // live_sessions() may be reading
+    s_.proc = std::move(*spawned);
   }
-  ev->supervisor = proc.supervisor_pid();
+  ev_->supervisor = s_.proc.supervisor_pid();
+  return wait(t0);
+}
 
-  // --- wait for readiness ---------------------------------------------------------
-  const auto deadline = t0 + timeouts::scaled(spec.ready.timeout);
-  std::vector<bool> passed(spec.ready.probes.size(), false);
-  std::vector<std::string> last_error(spec.ready.probes.size());
-  auto delay = std::chrono::duration_cast<std::chrono::microseconds>(spec.ready.poll_initial);
-  const auto cap = std::chrono::duration_cast<std::chrono::microseconds>(spec.ready.poll_cap);
-  std::string waiting_for;
-
-  auto fail = [&](std::error_code code, const std::string& reason, bool holder) {
-    out.kind = attempt::result::failed;
-    out.reason = reason;
-    out.error = report(code, reason, &proc, holder);
-    return out;
-  };
-  auto collide = [&](const std::string& reason) {
-    out.kind = attempt::result::collision;
-    out.reason = reason;
-    return out;
-  };
-  // What the judge needs to know, before the listener and the tree are looked at.
-  auto observe = [&](const std::optional<std::string>& in_use_line) {
-    start_judge::observation ob;
-    ob.lease = mode == port_mode::lease;
-    ob.announce = mode == port_mode::announce;
-    ob.port = use_port;
-    ob.allow_daemon = spec.allow_daemon;
-    ob.in_use_line = in_use_line;
-    ob.timeout_ms = timeouts::scaled(spec.ready.timeout).count();
-    return ob;
-  };
-  // Who listens on our port: the server itself in the common case, else anyone in its
-  // tree (a worker, a child that execs the real server).
-  auto look_at_port = [&](start_judge::observation& ob, bool whole_tree) {
-    auto owner = procnet::listener_owner(use_port, whole_tree ? proc.tree() : std::vector<pid_t>{proc.pid()});
-    if (owner == procnet::ownership::foreign && !whole_tree) owner = procnet::listener_owner(use_port, proc.tree());
-    ob.on_port = owner == procnet::ownership::ours      ? start_judge::listener::ours
-                 : owner == procnet::ownership::foreign ? start_judge::listener::foreign
-                                                         : start_judge::listener::nobody;
-    if (ob.on_port == start_judge::listener::foreign) ob.holders = procnet::describe_holders(use_port);
-  };
-  // Carries out a verdict; nullopt: keep waiting.
-  auto apply = [&](const start_judge::verdict& v) -> std::optional<start_outcome> {
-    switch (v.what) {
-      case start_judge::outcome::wait:
-        return std::nullopt;
-      case start_judge::outcome::ready:
-        out.kind = attempt::result::ready;
-        return out;
-      case start_judge::outcome::collision:
-        return collide(v.reason);
-      case start_judge::outcome::failed:
-        return fail(v.code, v.reason, v.show_holder);
-    }
-    return std::nullopt;
-  };
-
-  for (;;) {
-    std::uint64_t seen;
-    std::optional<std::string> collision_hint;  // a port-in-use line seen in the output
-    std::optional<failure> bad;
-    std::optional<std::string> fail_line;
-    std::optional<std::uint16_t> announced;
-    bool ready_signal, exited;
-    {
-      std::lock_guard lock(ev->m);
-      for (auto& d : ev->notify_pending) {
-        if (d.in_tree == -2) d.in_tree = proctree::is_below(d.sender, proc.supervisor_pid());
-        // In the tree; or gone before it could be checked (a short-lived helper such as
-        // systemd-notify) and of our own user. A live process outside the tree never.
-        if (!(d.in_tree == 1 || (d.in_tree == -1 && d.same_user))) continue;
-        std::string_view rest(d.text);
-        while (!rest.empty()) {
-          auto nl = rest.find('\n');
-          take_announcement_line(*ev, rest.substr(0, nl), true);
-          if (nl == std::string_view::npos) break;
-          rest.remove_prefix(nl + 1);
-        }
-      }
-      ev->notify_pending.clear();
-      seen = ev->version;
-      bad = ev->bad;
-      fail_line = ev->fail_line;
-      collision_hint = ev->collision;
-      announced = ev->announced;
-      ready_signal = ev->ready_signal;
-      exited = ev->exited;
-      for (std::size_t i = 0; i < passed.size(); ++i) {
-        if (spec.ready.probes[i].what == probe::kind::log && ev->log_hit[i]) passed[i] = true;
-        if (spec.ready.probes[i].what == probe::kind::announce && ev->ready_fd_signal) passed[i] = true;
-        if (spec.ready.probes[i].what == probe::kind::notify && ev->notify_signal) passed[i] = true;
+// Takes what the I/O thread reported: notify datagrams (from the server's tree only),
+// malformed announcements, fail patterns; latches the event-driven probes.
+std::optional<start_outcome> start_attempt::take_events() {
+  std::optional<failure> bad;
+  std::optional<std::string> fail_line;
+  {
+    std::lock_guard lock(ev_->m);
+    for (auto& d : ev_->notify_pending) {
+      if (d.in_tree == -2) d.in_tree = proctree::is_below(d.sender, s_.proc.supervisor_pid());
+      // In the tree; or gone before it could be checked (a short-lived helper such as
+      // systemd-notify) and of our own user. A live process outside the tree never.
+      if (!(d.in_tree == 1 || (d.in_tree == -1 && d.same_user))) continue;
+      std::string_view rest(d.text);
+      while (!rest.empty()) {
+        auto nl = rest.find('\n');
+        take_announcement_line(*ev_, rest.substr(0, nl), true);
+        if (nl == std::string_view::npos) break;
+        rest.remove_prefix(nl + 1);
       }
     }
-
-    if (auto thrown = proc.output().callback_failure()) {
-      return fail(errc::callback_threw, thrown->detail, false);
+    ev_->notify_pending.clear();
+    seen_ = ev_->version;
+    bad = ev_->bad;
+    fail_line = ev_->fail_line;
+    in_use_line_ = ev_->collision;
+    announced_ = ev_->announced;
+    ready_signal_ = ev_->ready_signal;
+    exited_ = ev_->exited;
+    const auto& probes = s_.spec.ready.probes;
+    for (std::size_t i = 0; i < passed_.size(); ++i) {
+      if (probes[i].what == probe::kind::log && ev_->log_hit[i]) passed_[i] = true;
+      if (probes[i].what == probe::kind::announce && ev_->ready_fd_signal) passed_[i] = true;
+      if (probes[i].what == probe::kind::notify && ev_->notify_signal) passed_[i] = true;
     }
-    if (bad) {
-      out.kind = attempt::result::failed;
-      out.reason = bad->message();
-      out.error = report(bad->code, bad->detail, &proc, false);
-      return out;
-    }
-    if (fail_line) return fail(errc::fail_pattern_matched, *fail_line, false);
+  }
+  if (auto thrown = s_.proc.output().callback_failure()) return fail(errc::callback_threw, thrown->detail, false);
+  if (bad) {
+    out_.kind = attempt::result::failed;
+    out_.reason = bad->message();
+    out_.error = s_.report(bad->code, bad->detail, &s_.proc, false);
+    return out_;
+  }
+  if (fail_line) return fail(errc::fail_pattern_matched, *fail_line, false);
+  return std::nullopt;
+}
 
-    if (exited || !proc.running()) {
-      // Let the last lines in (the "address already in use" usually comes right
-      // before the exit), then judge.
-      proc.output().wait_closed(milliseconds(1000));
-      std::optional<std::string> in_use_line;
-      {
-        std::lock_guard lock(ev->m);
-        in_use_line = ev->collision;
+start_judge::observation start_attempt::observe() const {
+  start_judge::observation ob;
+  ob.lease = s_.mode == port_mode::lease;
+  ob.announce = s_.mode == port_mode::announce;
+  ob.port = use_port_;
+  ob.allow_daemon = s_.spec.allow_daemon;
+  ob.in_use_line = in_use_line_;
+  ob.timeout_ms = timeouts::scaled(s_.spec.ready.timeout).count();
+  return ob;
+}
+
+// Who listens on our port: the server itself in the common case, else anyone in its
+// tree (a worker, a child that execs the real server).
+void start_attempt::look_at_port(start_judge::observation& ob, bool whole_tree) const {
+  const auto& proc = s_.proc;
+  auto owner = procnet::listener_owner(use_port_, whole_tree ? proc.tree() : std::vector<pid_t>{proc.pid()});
+  if (owner == procnet::ownership::foreign && !whole_tree) owner = procnet::listener_owner(use_port_, proc.tree());
+  ob.on_port = owner == procnet::ownership::ours      ? start_judge::listener::ours
+               : owner == procnet::ownership::foreign ? start_judge::listener::foreign
+                                                       : start_judge::listener::nobody;
+  if (ob.on_port == start_judge::listener::foreign) ob.holders = procnet::describe_holders(use_port_);
+}
+
+// Carries out a verdict; nullopt: keep waiting.
+std::optional<start_outcome> start_attempt::apply(const start_judge::verdict& v) {
+  switch (v.what) {
+    case start_judge::outcome::wait:
+      return std::nullopt;
+    case start_judge::outcome::ready:
+      out_.kind = attempt::result::ready;
+      return out_;
+    case start_judge::outcome::collision:
+      out_.kind = attempt::result::collision;
+      out_.reason = v.reason;
+      return out_;
+    case start_judge::outcome::failed:
+      return fail(v.code, v.reason, v.show_holder);
+  }
+  return std::nullopt;
+}
+
+start_outcome start_attempt::judge_exit() {
+  // Let the last lines in (the "address already in use" usually comes right before
+  // the exit), then judge.
+  s_.proc.output().wait_closed(milliseconds(1000));
+  {
+    std::lock_guard lock(ev_->m);
+    in_use_line_ = ev_->collision;
+  }
+  auto ob = observe();
+  ob.exited = s_.proc.status().value_or(exit_status{});
+  // The server is gone but its tree is still there (stopped only when the start is
+  // over): who listens on the port, and what it left running.
+  const auto tree = s_.proc.tree();
+  if (ob.lease) look_at_port(ob, true);
+  if (tree.size() > 1) ob.left.assign(tree.begin() + 1, tree.end());
+  return *apply(start_judge::judge(ob));
+}
+
+// One GET of an http probe; `ok` when it answered as wanted. A throwing body check
+// fails the start.
+std::optional<start_outcome> start_attempt::probe_http(const probe& p, std::uint16_t known_port,
+                                                       milliseconds connect_timeout, std::string& last_error,
+                                                       bool& ok) {
+  const std::string& host = s_.spec.port.host;
+  auto at = net::parse_host(host, known_port);
+  std::string why;
+  auto answer = http_get(*at, net::format_endpoint(host, known_port), p.path, connect_timeout, &why);
+  if (answer) {
+    bool body_ok = true;
+    if (answer->status == p.status && p.body) {
+      try {
+        body_ok = p.body(answer->body);
+      } catch (const std::exception& e) {
+        return fail(errc::callback_threw,
+                    "the body check of probe \"" + p.describe() + "\" threw: " + e.what(), false);
+      } catch (...) {
+        return fail(errc::callback_threw,
+                    "the body check of probe \"" + p.describe() + "\" threw", false);
       }
-      auto ob = observe(in_use_line);
-      ob.exited = proc.status().value_or(exit_status{});
-      // The server is gone but its tree is still there (stopped only when the start
-      // is over): who listens on the port, and what it left running.
-      const auto tree = proc.tree();
-      if (ob.lease) look_at_port(ob, true);
-      if (tree.size() > 1) ob.left.assign(tree.begin() + 1, tree.end());
-      return *apply(start_judge::judge(ob));
     }
+    ok = answer->status == p.status && body_ok;
+    if (!ok) {
+      last_error = "answered " + std::to_string(answer->status) +
+                      (answer->status == p.status ? " but the body check failed" : "");
+    }
+  } else if (last_error.rfind("answered ", 0) != 0) {
+    // Keep a real answer over a later attempt cut short by the deadline.
+    last_error = why;
+  }
+  return std::nullopt;
+}
 
-    // A port-in-use line while the server still runs: judged before probing.
-    if (mode == port_mode::lease && collision_hint) {
-      auto ob = observe(collision_hint);
-      look_at_port(ob, false);
-      if (auto decided = apply(start_judge::judge(ob))) return *decided;
-    }
-
-    const std::uint16_t known_port = mode == port_mode::announce ? announced.value_or(0) : use_port;
-    if (mode == port_mode::announce && announced) out.port = *announced;
-    bool all = true;
-    waiting_for.clear();
-    auto note_waiting = [&](const std::string& what) {
-      if (!waiting_for.empty()) waiting_for += ", ";
-      waiting_for += what;
-    };
-    if (mode == port_mode::announce && !announced) {
-      all = false;
-      note_waiting(spec.port.port_from.empty()
-                       ? std::string("the port announcement (HARNESS_READY_FD or NOTIFY_SOCKET)")
-                       : "a line matching port_from /" + spec.port.port_from + "/");
-    }
-    if (need_ready_signal && !ready_signal) {
-      all = false;
-      note_waiting("READY=1 or PORT=<n> (HARNESS_READY_FD or NOTIFY_SOCKET)");
-    }
-    const auto now = clock::now();
-    const auto left = std::chrono::duration_cast<milliseconds>(deadline - now);
-    for (std::size_t i = 0; i < passed.size(); ++i) {
-      if (passed[i]) continue;
-      const auto& p = spec.ready.probes[i];
-      bool ok = false;
-      const auto connect_timeout =
-          std::clamp(timeouts::scaled(timeouts::connect), milliseconds(1), std::max(left, milliseconds(1)));
+// Runs every polling probe that has not passed; `all` says whether all have.
+std::optional<start_outcome> start_attempt::run_probes(std::uint16_t known_port, milliseconds left, bool& all) {
+  const std::string& host = s_.spec.port.host;
+  const auto& proc = s_.proc;
+  auto& passed = passed_;
+  auto& last_error = last_error_;
+  for (std::size_t i = 0; i < passed.size(); ++i) {
+    if (passed[i]) continue;
+    const auto& p = s_.spec.ready.probes[i];
+    bool ok = false;
+    const auto connect_timeout =
+        std::clamp(timeouts::scaled(timeouts::connect), milliseconds(1), std::max(left, milliseconds(1)));
       switch (p.what) {
         case probe::kind::tcp:
           if (known_port != 0) {
@@ -742,31 +820,7 @@ start_outcome session_state::start_once(std::uint16_t use_port) {
           break;
         case probe::kind::http:
           if (known_port != 0) {
-            auto at = net::parse_host(host, known_port);
-            std::string why;
-            auto answer = http_get(*at, net::format_endpoint(host, known_port), p.path, connect_timeout, &why);
-            if (answer) {
-              bool body_ok = true;
-              if (answer->status == p.status && p.body) {
-                try {
-                  body_ok = p.body(answer->body);
-                } catch (const std::exception& e) {
-                  return fail(errc::callback_threw,
-                              "the body check of probe \"" + p.describe() + "\" threw: " + e.what(), false);
-                } catch (...) {
-                  return fail(errc::callback_threw,
-                              "the body check of probe \"" + p.describe() + "\" threw", false);
-                }
-              }
-              ok = answer->status == p.status && body_ok;
-              if (!ok) {
-                last_error[i] = "answered " + std::to_string(answer->status) +
-                                (answer->status == p.status ? " but the body check failed" : "");
-              }
-            } else if (last_error[i].rfind("answered ", 0) != 0) {
-              // Keep a real answer over a later attempt cut short by the deadline.
-              last_error[i] = why;
-            }
+            if (auto decided = probe_http(p, known_port, connect_timeout, last_error[i], ok)) return decided;
           }
           break;
         case probe::kind::callback: {
@@ -792,47 +846,85 @@ start_outcome session_state::start_once(std::uint16_t use_port) {
         case probe::kind::notify:
           break;  // event-driven, latched above
       }
-      if (ok) {
-        passed[i] = true;
-      } else {
-        all = false;
-        note_waiting(p.describe() + (last_error[i].empty() ? "" : " (" + last_error[i] + ")"));
-      }
+    if (ok) {
+      passed[i] = true;
+    } else {
+      all = false;
+      note_waiting(p.describe() + (last_error[i].empty() ? "" : " (" + last_error[i] + ")"));
     }
+  }
+  return std::nullopt;
+}
 
+start_outcome start_attempt::wait(clock::time_point t0) {
+  const auto& spec = s_.spec;
+  const auto deadline = t0 + timeouts::scaled(spec.ready.timeout);
+  auto delay = std::chrono::duration_cast<std::chrono::microseconds>(spec.ready.poll_initial);
+  const auto cap = std::chrono::duration_cast<std::chrono::microseconds>(spec.ready.poll_cap);
+  const bool lease = s_.mode == port_mode::lease, announce = s_.mode == port_mode::announce;
+  for (;;) {
+    if (auto decided = take_events()) return *decided;
+    if (exited_ || !s_.proc.running()) return judge_exit();
+    // A port-in-use line while the server still runs: judged before probing.
+    if (lease && in_use_line_) {
+      auto ob = observe();
+      look_at_port(ob, false);
+      if (auto decided = apply(start_judge::judge(ob))) return *decided;
+    }
+    const std::uint16_t known_port = announce ? announced_.value_or(0) : use_port_;
+    if (announce && announced_) out_.port = *announced_;
+    bool all = true;
+    waiting_for_.clear();
+    if (announce && !announced_) {
+      all = false;
+      note_waiting(spec.port.port_from.empty()
+                       ? std::string("the port announcement (HARNESS_READY_FD or NOTIFY_SOCKET)")
+                       : "a line matching port_from /" + spec.port.port_from + "/");
+    }
+    if (s_.need_ready_signal && !ready_signal_) {
+      all = false;
+      note_waiting("READY=1 or PORT=<n> (HARNESS_READY_FD or NOTIFY_SOCKET)");
+    }
+    const auto left = std::chrono::duration_cast<milliseconds>(deadline - clock::now());
+    if (auto decided = run_probes(known_port, left, all)) return *decided;
     const bool late = clock::now() >= deadline;
     if (all || late) {
-      auto ob = observe(collision_hint);
+      auto ob = observe();
       ob.probes_passed = all;
       ob.deadline_passed = late;
-      if (mode == port_mode::lease) look_at_port(ob, false);
-      if (ob.lease && all && ob.on_port == start_judge::listener::nobody) {
+      if (lease) look_at_port(ob, false);
+      if (lease && all && ob.on_port == start_judge::listener::nobody) {
         all = false;
-        note_waiting("a listener on port " + std::to_string(use_port));
+        note_waiting("a listener on port " + std::to_string(use_port_));
       }
-      ob.waiting_for = waiting_for;
+      ob.waiting_for = waiting_for_;
       if (auto decided = apply(start_judge::judge(ob))) {
-        if (decided->kind == attempt::result::ready && mode == port_mode::announce) decided->port = known_port;
+        if (decided->kind == attempt::result::ready && announce) decided->port = known_port;
         return *decided;
       }
     }
-
     // Sleep until an event, the next poll, or the deadline.
-    bool polling = false;
-    for (std::size_t i = 0; i < passed.size(); ++i) {
+    bool polling = lease && (!all || in_use_line_);
+    for (std::size_t i = 0; i < passed_.size(); ++i) {
       const auto k = spec.ready.probes[i].what;
-      polling = polling || (!passed[i] && (k == probe::kind::tcp || k == probe::kind::http ||
-                                           k == probe::kind::callback));
+      polling = polling || (!passed_[i] && (k == probe::kind::tcp || k == probe::kind::http ||
+                                            k == probe::kind::callback));
     }
-    polling = polling || (mode == port_mode::lease && (!all || collision_hint));
     auto wake = deadline;
     if (polling) wake = std::min(deadline, clock::now() + delay);
     {
-      std::unique_lock lock(ev->m);
-      ev->cv.wait_until(lock, wake, [&] { return ev->version != seen; });
+      std::unique_lock lock(ev_->m);
+      ev_->cv.wait_until(lock, wake, [&] { return ev_->version != seen_; });
     }
     if (polling) delay = std::min(delay * 2, cap);
   }
+}
+
+}  // namespace
+
+start_outcome session_state::start_once(std::uint16_t use_port) {
+  start_attempt attempt(*this, use_port);
+  return attempt.run();
 }
 
 namespace {

@@ -529,6 +529,77 @@ std::vector<std::string> split_fields(const std::string& text) {
   return out;
 }
 
+// The request's fields (supervisor_protocol.hpp) into cfg; a malformed one ends us.
+void parse_request(const std::string& text) {
+  const auto fields = split_fields(text);
+  long argc = 0;
+  if (fields.size() < 8 || !parse_long(fields[6].c_str(), argc) || argc < 1 ||
+      fields.size() < 7 + static_cast<std::size_t>(argc)) {
+    send_message("E %ld request", EPROTO);
+    std::_Exit(0);
+  }
+  for (char f : fields[0]) {
+    if (f == 'l') cfg.listen_pid = true;
+    if (f == 'f') cfg.follow = true;
+    if (f == 'g') cfg.own_group = true;
+  }
+  if (fields[1] != "-") {
+    std::size_t start = 0;
+    while (start <= fields[1].size()) {
+      auto comma = fields[1].find(',', start);
+      if (comma == std::string::npos) comma = fields[1].size();
+      long v = 0;
+      if (!parse_long(fields[1].substr(start, comma - start).c_str(), v) || v < 3) usage();
+      cfg.keep_fds.push_back(static_cast<int>(v));
+      start = comma + 1;
+    }
+  }
+  cfg.default_stop = parse_steps(fields[2].c_str());
+  cfg.cwd = fields[3];
+  if (fields[4] != "-") {
+    mode_t mask = 0;
+    for (char c : fields[4]) mask = static_cast<mode_t>(mask * 8 + static_cast<mode_t>(c - '0'));
+    ::umask(mask & 0777);
+  }
+  cfg.program = fields[5];
+  cfg.argc = static_cast<std::size_t>(argc);
+  cfg.args.assign(fields.begin() + 7, fields.end());
+  for (std::size_t i = 0; i < cfg.args.size(); ++i) {
+    if (i == cfg.argc) cfg.argv.push_back(nullptr);
+    (i < cfg.argc ? cfg.argv : cfg.envp).push_back(cfg.args[i].data());
+  }
+  if (cfg.args.size() == cfg.argc) cfg.argv.push_back(nullptr);
+  cfg.envp.push_back(nullptr);
+}
+
+// Puts the runner's fds where the server wants them: the working directory applied,
+// then stdin/stdout/stderr on 0-2 and the passed fds on their numbers.
+void place_fds(std::vector<int>& fds) {
+  // Our own fds and every source go above all target numbers first, so that no dup2
+  // below lands on an fd still needed.
+  int base = 3;
+  for (int t : cfg.keep_fds) base = t + 1 > base ? t + 1 : base;
+  cfg.control = move_above(cfg.control, base);
+  sigfd = move_above(sigfd, base);
+  if (runner_fd >= 0) runner_fd = move_above(runner_fd, base);
+  // The runner's working directory at the time of the request, then CWD relative to it.
+  if (::fchdir(fds[1]) != 0 || (!cfg.cwd.empty() && ::chdir(cfg.cwd.c_str()) != 0)) {
+    send_message("E %ld chdir", errno);
+    std::_Exit(0);
+  }
+  ::close(fds[1]);
+  std::vector<int> targets{0, 1, 2};
+  targets.insert(targets.end(), cfg.keep_fds.begin(), cfg.keep_fds.end());
+  for (std::size_t i = 2; i < fds.size(); ++i) fds[i] = move_above(fds[i], base);
+  for (std::size_t i = 2; i < fds.size(); ++i) {
+    if (::dup2(fds[i], targets[i - 2]) < 0) {  // dup2 clears CLOEXEC: the server inherits it
+      send_message("E %ld fds", errno);
+      std::_Exit(0);
+    }
+    ::close(fds[i]);
+  }
+}
+
 // Reads the request: one packet "L" carrying, by SCM_RIGHTS, a memfd with the fields
 // (supervisor_protocol.hpp), the runner's working directory, and the server's stdin,
 // stdout, stderr and passed fds, in that order. Puts each fd on its number for the server and fills cfg. False when the
@@ -572,73 +643,12 @@ bool take_request() {
     at += r;
   }
   ::close(fds[0]);
-  const auto fields = split_fields(text);
-  long argc = 0;
-  if (fields.size() < 8 || !parse_long(fields[6].c_str(), argc) || argc < 1 ||
-      fields.size() < 7 + static_cast<std::size_t>(argc)) {
-    send_message("E %ld request", EPROTO);
-    std::_Exit(0);
-  }
-  for (char f : fields[0]) {
-    if (f == 'l') cfg.listen_pid = true;
-    if (f == 'f') cfg.follow = true;
-    if (f == 'g') cfg.own_group = true;
-  }
-  if (fields[1] != "-") {
-    std::size_t start = 0;
-    while (start <= fields[1].size()) {
-      auto comma = fields[1].find(',', start);
-      if (comma == std::string::npos) comma = fields[1].size();
-      long v = 0;
-      if (!parse_long(fields[1].substr(start, comma - start).c_str(), v) || v < 3) usage();
-      cfg.keep_fds.push_back(static_cast<int>(v));
-      start = comma + 1;
-    }
-  }
+  parse_request(text);
   if (fds.size() != 5 + cfg.keep_fds.size()) {
     send_message("E %ld request", EPROTO);
     std::_Exit(0);
   }
-  cfg.default_stop = parse_steps(fields[2].c_str());
-  cfg.cwd = fields[3];
-  if (fields[4] != "-") {
-    mode_t mask = 0;
-    for (char c : fields[4]) mask = static_cast<mode_t>(mask * 8 + static_cast<mode_t>(c - '0'));
-    ::umask(mask & 0777);
-  }
-  cfg.program = fields[5];
-  cfg.argc = static_cast<std::size_t>(argc);
-  cfg.args.assign(fields.begin() + 7, fields.end());
-  for (std::size_t i = 0; i < cfg.args.size(); ++i) {
-    if (i == cfg.argc) cfg.argv.push_back(nullptr);
-    (i < cfg.argc ? cfg.argv : cfg.envp).push_back(cfg.args[i].data());
-  }
-  if (cfg.args.size() == cfg.argc) cfg.argv.push_back(nullptr);
-  cfg.envp.push_back(nullptr);
-
-  // Our own fds and every source go above all target numbers first, so that no dup2
-  // below lands on an fd still needed.
-  int base = 3;
-  for (int t : cfg.keep_fds) base = t + 1 > base ? t + 1 : base;
-  cfg.control = move_above(cfg.control, base);
-  sigfd = move_above(sigfd, base);
-  if (runner_fd >= 0) runner_fd = move_above(runner_fd, base);
-  // The runner's working directory at the time of the request, then CWD relative to it.
-  if (::fchdir(fds[1]) != 0 || (!cfg.cwd.empty() && ::chdir(cfg.cwd.c_str()) != 0)) {
-    send_message("E %ld chdir", errno);
-    std::_Exit(0);
-  }
-  ::close(fds[1]);
-  std::vector<int> targets{0, 1, 2};
-  targets.insert(targets.end(), cfg.keep_fds.begin(), cfg.keep_fds.end());
-  for (std::size_t i = 2; i < fds.size(); ++i) fds[i] = move_above(fds[i], base);
-  for (std::size_t i = 2; i < fds.size(); ++i) {
-    if (::dup2(fds[i], targets[i - 2]) < 0) {  // dup2 clears CLOEXEC: the server inherits it
-      send_message("E %ld fds", errno);
-      std::_Exit(0);
-    }
-    ::close(fds[i]);
-  }
+  place_fds(fds);
   return true;
 }
 
