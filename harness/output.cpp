@@ -169,6 +169,15 @@ namespace {
 std::size_t index(stream s) { return s == stream::out ? 0 : 1; }
 }  // namespace
 
+std::string output::tail_report(stream s, std::size_t n) const {
+  const auto lines = tail_lines(s, n);
+  const std::string name = s == stream::out ? "stdout" : "stderr";
+  if (lines.empty()) return "  " + name + ": (empty)\n";
+  std::string text = "  " + name + " (last " + std::to_string(lines.size()) + " lines):\n";
+  for (const auto& l : lines) text += "    | " + l + "\n";
+  return text;
+}
+
 std::optional<failure> output::callback_failure() const {
   std::lock_guard lock(state_->m);
   return state_->callback_failure;

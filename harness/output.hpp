@@ -83,6 +83,9 @@ class output {
   [[nodiscard]] std::string tail(stream s) const;
   // The last `n` lines of one stream.
   [[nodiscard]] std::vector<std::string> tail_lines(stream s, std::size_t n = SIZE_MAX) const;
+  // The last `n` lines of one stream as failure reports show them:
+  // "  stderr (last 2 lines):\n    | ...\n    | ...\n", or "  stderr: (empty)\n".
+  [[nodiscard]] std::string tail_report(stream s, std::size_t n) const;
   // Lines seen so far on one stream (including those no longer in the tail).
   [[nodiscard]] std::uint64_t line_count(stream s) const;
   // Bytes read so far from one stream.

@@ -424,6 +424,10 @@ result<void> open_log_file(process_state& s) {
 
 using detail::process_state;
 
+std::string default_name(const std::vector<std::string>& argv) {
+  return argv.empty() ? std::string() : std::filesystem::path(argv.front()).filename().string();
+}
+
 std::string quote_command(const std::vector<std::string>& argv) {
   std::string out;
   for (const auto& a : argv) {
@@ -459,9 +463,7 @@ result<process> process::try_spawn(process_options options) {
   process_state& s = *state;
   s.id = io.runner_token() + "-" + std::to_string(next_session.fetch_add(1));
   s.command = quote_command(s.opts.argv);
-  s.name = !s.opts.name.empty()
-               ? s.opts.name
-               : std::filesystem::path(s.opts.argv.front()).filename().string();
+  s.name = !s.opts.name.empty() ? s.opts.name : default_name(s.opts.argv);
 
   auto env = build_env(s.opts, s.id);
   if (!env) return std::move(env).error();

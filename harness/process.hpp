@@ -196,4 +196,8 @@ class process {
 // Shell-quotes argv for display: my-server --name 'a b'.
 std::string quote_command(const std::vector<std::string>& argv);
 
+// The label of a command when none is given: its program's file name ("redis-server"
+// for /usr/bin/redis-server); empty for an empty argv.
+std::string default_name(const std::vector<std::string>& argv);
+
 }  // namespace harness

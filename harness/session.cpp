@@ -50,6 +50,12 @@ std::string substitute_placeholders(std::string_view text, std::string_view host
   return out;
 }
 
+std::string server_label(const server_spec& spec) {
+  if (!spec.name.empty()) return spec.name;
+  if (!spec.command.empty()) return default_name(spec.command);
+  return "server";
+}
+
 bool uses_port_placeholder(std::string_view text) {
   // Substituting two different ports gives two different strings exactly when {port}
   // is used.
@@ -350,11 +356,7 @@ result<void> session_state::compile_matchers() {
 
 failure session_state::report(std::error_code code, const std::string& reason,
                               const harness::process* p, bool show_holder) const {
-  const std::string label = !spec.name.empty() ? spec.name
-                            : !spec.command.empty()
-                                ? std::filesystem::path(spec.command.front()).filename().string()
-                                : std::string("server");
-  std::string text = label + ": " + reason + "\n";
+  std::string text = server_label(spec) + ": " + reason + "\n";
   text += "  command: " + (p != nullptr && p->valid() ? p->command_line() : quote_command(spec.command)) + "\n";
   text += std::string("  mode: ") + to_string(mode) + ", host " + spec.port.host;
   if (port != 0) text += ", port " + std::to_string(port);
@@ -367,13 +369,7 @@ failure session_state::report(std::error_code code, const std::string& reason,
   }
   if (show_holder && port != 0) text += "  " + procnet::describe_holders(port) + "\n";
   if (p != nullptr && p->valid()) {
-    auto lines = p->output().tail_lines(stream::err, 20);
-    if (lines.empty()) {
-      text += "  stderr: (empty)\n";
-    } else {
-      text += "  stderr (last " + std::to_string(lines.size()) + " lines):\n";
-      for (const auto& l : lines) text += "    | " + l + "\n";
-    }
+    text += p->output().tail_report(stream::err, 20);
     auto log = p->output().log_path();
     if (!log.empty()) text += "  log: " + log.string() + "\n";
   }
@@ -1237,6 +1233,11 @@ result<void> session::restart() {
                     &s.proc, true);
   }
   return std::move(outcome.error);
+}
+
+session_info session::info() const {
+  if (!state_) return {};
+  return info_of(*state_);
 }
 
 std::string session::summary() const {

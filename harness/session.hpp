@@ -87,6 +87,7 @@ struct server_spec {
 namespace detail {
 struct session_state;
 }
+struct session_info;
 
 class session {
  public:
@@ -139,11 +140,17 @@ class session {
 
   // A multi-line summary: command, mode, port, pid, attempts, ready time, log file.
   [[nodiscard]] std::string summary() const;
+  // A snapshot of this session, as live_sessions() reports it.
+  [[nodiscard]] session_info info() const;
 
  private:
   explicit session(std::shared_ptr<detail::session_state> s) noexcept;
   std::shared_ptr<detail::session_state> state_;
 };
+
+// How a server is named in messages: spec.name, else its program's file name, else
+// "server".
+std::string server_label(const server_spec& spec);
 
 // The placeholder rules of server_spec, for tools that build commands the same way:
 // {port} and {host} are replaced; "{{port}}" and "{{host}}" stand for the literal text.

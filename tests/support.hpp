@@ -24,6 +24,7 @@
 #include <gtest/gtest.h>
 
 #include "harness/lease.hpp"
+#include "harness/detail/pidfd.hpp"
 #include "tcp_client.hpp"  // tcp_request
 
 namespace harness_test {
@@ -54,8 +55,9 @@ class temp_dir {
   std::filesystem::path path_;
 };
 
-// A pidfd for `pid`, to learn later whether *that* process has exited.
-inline int open_pidfd(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+// A pidfd for `pid`, to learn later whether *that* process has exited (the library's
+// wrapper).
+inline int open_pidfd(pid_t pid) { return harness::detail::pidfd::open(pid); }
 
 // True when the process behind the pidfd has exited (within `wait`).
 inline bool pidfd_exited(int fd, std::chrono::milliseconds wait = std::chrono::milliseconds(0)) {

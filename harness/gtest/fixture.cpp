@@ -88,12 +88,6 @@ void register_failure(failed_server f) {
   g.failed.push_back(std::move(f));
 }
 
-std::string server_label(const server_spec& spec) {
-  if (!spec.name.empty()) return spec.name;
-  if (!spec.command.empty()) return std::filesystem::path(spec.command.front()).filename().string();
-  return "server";
-}
-
 result<session> try_start(server_spec spec) {
   try {
     return session::try_start(std::move(spec));

@@ -129,24 +129,7 @@ void note_session(const harness::session& s) {
   if (st.in_test) merge(st.seen, {std::move(info)});
 }
 
-session_info snapshot(const harness::session& s) {
-  session_info info;
-  if (!s.valid()) return info;
-  info.name = s.name();
-  info.command = s.command_line();
-  info.mode = s.mode();
-  info.endpoint = s.endpoint();
-  info.port = s.port();
-  info.pid = s.pid();
-  info.running = s.running();
-  info.status = s.status();
-  info.attempts = s.attempts();
-  info.ready_time = s.ready_time();
-  info.stderr_tail = s.output().tail_lines(stream::err, 20);
-  info.log = s.log_path();
-  info.summary = s.summary();
-  return info;
-}
+session_info snapshot(const harness::session& s) { return s.info(); }
 
 std::vector<std::pair<std::string, std::string>> test_properties(const std::vector<session_info>& servers) {
   std::vector<std::pair<std::string, std::string>> out;

@@ -3,7 +3,7 @@
 #include <chrono>
 #include <vector>
 
-namespace harness::gtest::detail {
+namespace harness::gtest::matchers_internal {
 namespace {
 
 // How many of the last lines of each stream a LogContains mismatch shows.
@@ -143,4 +143,4 @@ void error_matcher::DescribeNegationTo(std::ostream* os) const {
   *os << "is not the error " << describe_code(expected_);
 }
 
-}  // namespace harness::gtest::detail
+}  // namespace harness::gtest::matchers_internal

@@ -53,7 +53,7 @@
 
 namespace harness::gtest {
 
-namespace detail {
+namespace matchers_internal {
 
 // ExitedWith / KilledBy.
 class exit_status_matcher {
@@ -126,34 +126,34 @@ class error_matcher {
   std::error_code expected_;
 };
 
-}  // namespace detail
+}  // namespace matchers_internal
 
 // The process exited (did not die by a signal) with this exit code.
-inline ::testing::PolymorphicMatcher<detail::exit_status_matcher> ExitedWith(int code) {
-  return ::testing::MakePolymorphicMatcher(detail::exit_status_matcher(exit_status::exited_with(code)));
+inline ::testing::PolymorphicMatcher<matchers_internal::exit_status_matcher> ExitedWith(int code) {
+  return ::testing::MakePolymorphicMatcher(matchers_internal::exit_status_matcher(exit_status::exited_with(code)));
 }
 
 // The process was killed by this signal (whether or not it dumped core).
-inline ::testing::PolymorphicMatcher<detail::exit_status_matcher> KilledBy(int signal) {
-  return ::testing::MakePolymorphicMatcher(detail::exit_status_matcher(exit_status::killed_by(signal)));
+inline ::testing::PolymorphicMatcher<matchers_internal::exit_status_matcher> KilledBy(int signal) {
+  return ::testing::MakePolymorphicMatcher(matchers_internal::exit_status_matcher(exit_status::killed_by(signal)));
 }
 
 // A line in the stdout or stderr tail matches `pattern` (Perl syntax, search).
-inline ::testing::PolymorphicMatcher<detail::log_matcher> LogContains(std::string pattern) {
-  return ::testing::MakePolymorphicMatcher(detail::log_matcher(std::move(pattern)));
+inline ::testing::PolymorphicMatcher<matchers_internal::log_matcher> LogContains(std::string pattern) {
+  return ::testing::MakePolymorphicMatcher(matchers_internal::log_matcher(std::move(pattern)));
 }
 
 // The result holds a value; a mismatch shows the failure's full message.
-inline ::testing::PolymorphicMatcher<detail::ok_matcher> IsOk() {
-  return ::testing::MakePolymorphicMatcher(detail::ok_matcher());
+inline ::testing::PolymorphicMatcher<matchers_internal::ok_matcher> IsOk() {
+  return ::testing::MakePolymorphicMatcher(matchers_internal::ok_matcher());
 }
 
 // The result failed (or the failure / error / error_code is) with this code.
-inline ::testing::PolymorphicMatcher<detail::error_matcher> ErrorIs(errc code) {
-  return ::testing::MakePolymorphicMatcher(detail::error_matcher(make_error_code(code)));
+inline ::testing::PolymorphicMatcher<matchers_internal::error_matcher> ErrorIs(errc code) {
+  return ::testing::MakePolymorphicMatcher(matchers_internal::error_matcher(make_error_code(code)));
 }
-inline ::testing::PolymorphicMatcher<detail::error_matcher> ErrorIs(std::error_code code) {
-  return ::testing::MakePolymorphicMatcher(detail::error_matcher(code));
+inline ::testing::PolymorphicMatcher<matchers_internal::error_matcher> ErrorIs(std::error_code code) {
+  return ::testing::MakePolymorphicMatcher(matchers_internal::error_matcher(code));
 }
 
 }  // namespace harness::gtest
