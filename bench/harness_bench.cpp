@@ -51,9 +51,9 @@
 #include <vector>
 
 #include "bench_util.hpp"
-#include "harness/detail/proc_fs.hpp"
-#include "harness/detail/proc_tree.hpp"   // private: only for the cost breakdown below
-#include "harness/detail/proc_net.hpp"  // private: only for the cost breakdown below
+#include "harness/detail/os/proc_fs.hpp"
+#include "harness/detail/os/proc_tree.hpp"   // private: only for the cost breakdown below
+#include "harness/detail/os/proc_net.hpp"  // private: only for the cost breakdown below
 #include "harness/lease.hpp"
 #include "harness/session.hpp"
 #include "harness/timeouts.hpp"

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cctype>
 
-#include "harness/detail/regex.hpp"
+#include "harness/detail/text/regex.hpp"
 
 namespace harness {
 

@@ -18,8 +18,8 @@
 #include <mutex>
 #include <random>
 
-#include "harness/detail/net.hpp"
-#include "harness/detail/private_dir.hpp"
+#include "harness/detail/os/net.hpp"
+#include "harness/detail/os/private_dir.hpp"
 
 namespace harness {
 

@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 
-#include "harness/detail/output_state.hpp"
+#include "harness/detail/proc/output_state.hpp"
 #include "harness/timeouts.hpp"
 
 namespace harness {

@@ -20,15 +20,15 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/readable_pipe.hpp>
 
-#include "harness/detail/io_thread.hpp"
-#include "harness/detail/log_prune.hpp"
-#include "harness/detail/output_state.hpp"
-#include "harness/detail/pidfd.hpp"
-#include "harness/detail/private_dir.hpp"
-#include "harness/detail/proc_tree.hpp"
-#include "harness/detail/spawn_posix.hpp"
-#include "harness/detail/supervisor_protocol.hpp"
-#include "harness/detail/unique_fd.hpp"
+#include "harness/detail/proc/io_thread.hpp"
+#include "harness/detail/os/log_prune.hpp"
+#include "harness/detail/proc/output_state.hpp"
+#include "harness/detail/os/pidfd.hpp"
+#include "harness/detail/os/private_dir.hpp"
+#include "harness/detail/os/proc_tree.hpp"
+#include "harness/detail/proc/spawn_posix.hpp"
+#include "harness/detail/proc/supervisor_protocol.hpp"
+#include "harness/detail/os/unique_fd.hpp"
 
 extern char** environ;
 

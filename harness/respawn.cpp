@@ -6,7 +6,7 @@
 #include <random>
 #include <thread>
 
-#include "harness/detail/respawn_loop.hpp"
+#include "harness/detail/session/respawn_loop.hpp"
 
 namespace harness {
 

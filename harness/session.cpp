@@ -14,17 +14,17 @@
 
 #include <boost/asio/posix/stream_descriptor.hpp>
 
-#include "harness/detail/http_probe.hpp"
-#include "harness/detail/io_thread.hpp"
-#include "harness/detail/net.hpp"
-#include "harness/detail/proc_fs.hpp"
-#include "harness/detail/proc_net.hpp"
-#include "harness/detail/proc_tree.hpp"
+#include "harness/detail/session/http_probe.hpp"
+#include "harness/detail/proc/io_thread.hpp"
+#include "harness/detail/os/net.hpp"
+#include "harness/detail/os/proc_fs.hpp"
+#include "harness/detail/os/proc_net.hpp"
+#include "harness/detail/os/proc_tree.hpp"
 #include "harness/detail/session/judge.hpp"
-#include "harness/detail/unique_fd.hpp"
-#include "harness/detail/regex.hpp"
-#include "harness/detail/report.hpp"
-#include "harness/detail/respawn_loop.hpp"
+#include "harness/detail/os/unique_fd.hpp"
+#include "harness/detail/text/regex.hpp"
+#include "harness/detail/session/report.hpp"
+#include "harness/detail/session/respawn_loop.hpp"
 
 namespace harness {
 

@@ -41,13 +41,9 @@
 #include "harness/process.hpp"
 #include "harness/readiness.hpp"
 #include "harness/respawn.hpp"
+#include "harness/session_info.hpp"
 
 namespace harness {
-
-enum class port_mode { automatic, lease, announce, inherit };
-
-// "lease", "announce", "inherit", "automatic".
-const char* to_string(port_mode m);
 
 struct port_options {
   // automatic: lease when {port} appears in the command or an env value, else an
@@ -87,7 +83,6 @@ struct server_spec {
 namespace detail {
 struct session_state;
 }
-struct session_info;
 
 class session {
  public:
@@ -165,29 +160,5 @@ bool uses_port_placeholder(const server_spec& spec);
 // Starts every spec at once and waits for all. The results are in spec order; a
 // failed start does not stop the others.
 std::vector<result<session>> start_all(std::vector<server_spec> specs);
-
-// A snapshot of one live session, for reports (the gtest listener prints these when
-// a test fails). Thread-safe.
-struct session_info {
-  std::string session{};   // the HARNESS_SESSION marker value of the server
-  std::string name{};
-  std::string command{};
-  port_mode mode = port_mode::lease;
-  std::string endpoint{};
-  std::uint16_t port = 0;
-  int pid = 0;
-  bool daemonized = false;   // pid is the daemon the started process left behind
-  std::string ownership{};   // how its processes are owned, e.g. "subreaper (harness-supervisor pid 12)"
-  bool running = false;
-  std::optional<exit_status> status{};
-  std::vector<attempt> attempts{};
-  std::chrono::milliseconds ready_time{0};
-  std::vector<std::string> stderr_tail{};  // the last lines (at most 20)
-  std::filesystem::path log{};
-  std::string summary{};                   // session::summary()
-};
-
-// Every session object of this process that owns a started server, oldest first.
-std::vector<session_info> live_sessions();
 
 }  // namespace harness

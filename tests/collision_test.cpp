@@ -4,7 +4,7 @@
 // ecosystems' markers, lines that must not classify (normal startup lines, other bind
 // errors), extra patterns, copies/moves, the 4096-byte window and the built-in table.
 #include "harness/collision.hpp"
-#include "harness/detail/regex.hpp"
+#include "harness/detail/text/regex.hpp"
 #include "harness/error.hpp"
 
 #include <gtest/gtest.h>

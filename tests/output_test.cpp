@@ -9,7 +9,7 @@
 #include <sstream>
 #include <thread>
 
-#include "harness/detail/output_state.hpp"
+#include "harness/detail/proc/output_state.hpp"
 #include "support.hpp"
 
 namespace {

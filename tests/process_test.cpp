@@ -1,5 +1,5 @@
 // The process layer against the real fixture server.
-#include "harness/detail/proc_tree.hpp"
+#include "harness/detail/os/proc_tree.hpp"
 #include "harness/process.hpp"
 
 #include <fcntl.h>
@@ -17,10 +17,10 @@
 #include <stdexcept>
 #include <thread>
 
-#include "harness/detail/log_prune.hpp"
-#include "harness/detail/pidfd.hpp"
-#include "harness/detail/proc_fs.hpp"
-#include "harness/detail/spawn_posix.hpp"
+#include "harness/detail/os/log_prune.hpp"
+#include "harness/detail/os/pidfd.hpp"
+#include "harness/detail/os/proc_fs.hpp"
+#include "harness/detail/proc/spawn_posix.hpp"
 #include "support.hpp"
 
 namespace {

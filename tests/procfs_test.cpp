@@ -7,9 +7,9 @@
 #include <algorithm>
 #include <set>
 
-#include "harness/detail/proc_fs.hpp"
-#include "harness/detail/proc_tree.hpp"
-#include "harness/detail/proc_net.hpp"
+#include "harness/detail/os/proc_fs.hpp"
+#include "harness/detail/os/proc_tree.hpp"
+#include "harness/detail/os/proc_net.hpp"
 #include "harness/process.hpp"
 #include "support.hpp"
 

@@ -1,9 +1,9 @@
-// Unit tests for the respawn loop (harness/detail/respawn_loop.hpp, harness/respawn.cpp):
+// Unit tests for the respawn loop (harness/detail/session/respawn_loop.hpp, harness/respawn.cpp):
 // every branch of run_respawn_loop driven through GoogleMock mocks of its three seams
 // (port_source, launcher, time_source) with a fake clock, the full-jitter backoff_delay,
 // and the text forms of attempt (to_string, operator<<, format_attempts).
 // No real time, no real processes: the whole program runs in milliseconds.
-#include "harness/detail/respawn_loop.hpp"
+#include "harness/detail/session/respawn_loop.hpp"
 #include "harness/error.hpp"
 #include "harness/respawn.hpp"
 

@@ -12,8 +12,8 @@
 #include <sstream>
 #include <stdexcept>
 
-#include "harness/detail/io_thread.hpp"
-#include "harness/detail/spawn_posix.hpp"
+#include "harness/detail/proc/io_thread.hpp"
+#include "harness/detail/proc/spawn_posix.hpp"
 #include "support.hpp"
 
 namespace {

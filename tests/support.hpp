@@ -24,7 +24,7 @@
 #include <gtest/gtest.h>
 
 #include "harness/lease.hpp"
-#include "harness/detail/pidfd.hpp"
+#include "harness/detail/os/pidfd.hpp"
 #include "tcp_client.hpp"  // tcp_request
 
 namespace harness_test {

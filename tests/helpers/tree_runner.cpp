@@ -27,7 +27,7 @@
 #include <string_view>
 #include <vector>
 
-#include "harness/detail/io_thread.hpp"
+#include "harness/detail/proc/io_thread.hpp"
 #include "harness/process.hpp"
 #include "harness/session.hpp"
 

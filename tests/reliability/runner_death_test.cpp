@@ -20,7 +20,7 @@
 #include <thread>
 #include <vector>
 
-#include "harness/detail/proc_fs.hpp"
+#include "harness/detail/os/proc_fs.hpp"
 #include "harness/lease.hpp"
 #include "harness/process.hpp"
 #include "harness/timeouts.hpp"

@@ -1,7 +1,7 @@
 // harness-supervisor — owns the whole process tree of one server (Linux).
 //
 // The runner starts one per server (never by hand; the protocol and the command line
-// are in harness/detail/supervisor_protocol.hpp). It
+// are in harness/detail/proc/supervisor_protocol.hpp). It
 //   * becomes a child subreaper (PR_SET_CHILD_SUBREAPER), so every descendant of the
 //     server stays below it whatever it does: setsid, a double fork, a fresh
 //     environment, setproctitle, a uid change;
@@ -37,8 +37,8 @@
 #include <string>
 #include <vector>
 
-#include "harness/detail/proc_tree.hpp"
-#include "harness/detail/supervisor_protocol.hpp"
+#include "harness/detail/os/proc_tree.hpp"
+#include "harness/detail/proc/supervisor_protocol.hpp"
 
 extern char** environ;
 

@@ -1,4 +1,4 @@
-#include "harness/detail/report.hpp"
+#include "harness/detail/session/report.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -12,7 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "harness/session.hpp"
+#include "harness/session_info.hpp"
 
 namespace harness::detail {
 

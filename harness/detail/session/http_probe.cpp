@@ -1,4 +1,4 @@
-#include "harness/detail/http_probe.hpp"
+#include "harness/detail/session/http_probe.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>

@@ -1,4 +1,4 @@
-#include "harness/detail/regex.hpp"
+#include "harness/detail/text/regex.hpp"
 
 #include <boost/regex.hpp>
 

@@ -1,4 +1,4 @@
-#include "harness/detail/pidfd.hpp"
+#include "harness/detail/os/pidfd.hpp"
 
 #include <sys/syscall.h>
 #include <unistd.h>

@@ -1,4 +1,4 @@
-#include "harness/detail/io_thread.hpp"
+#include "harness/detail/proc/io_thread.hpp"
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>

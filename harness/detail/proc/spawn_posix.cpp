@@ -1,4 +1,4 @@
-#include "harness/detail/spawn_posix.hpp"
+#include "harness/detail/proc/spawn_posix.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -28,8 +28,8 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/process/v2/process.hpp>
 
-#include "harness/detail/pidfd.hpp"
-#include "harness/detail/supervisor_protocol.hpp"
+#include "harness/detail/os/pidfd.hpp"
+#include "harness/detail/proc/supervisor_protocol.hpp"
 #include "harness/timeouts.hpp"
 
 #ifndef HARNESS_SUPERVISOR_BUILD_PATH

@@ -11,7 +11,7 @@
 #include <string_view>
 #include <vector>
 
-#include "harness/detail/regex.hpp"
+#include "harness/detail/text/regex.hpp"
 #include "harness/error.hpp"
 #include "harness/output.hpp"
 

@@ -1,4 +1,4 @@
-#include "harness/detail/proc_tree.hpp"
+#include "harness/detail/os/proc_tree.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>

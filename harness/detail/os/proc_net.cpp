@@ -1,4 +1,4 @@
-#include "harness/detail/proc_net.hpp"
+#include "harness/detail/os/proc_net.hpp"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -17,7 +17,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "harness/detail/proc_fs.hpp"
+#include "harness/detail/os/proc_fs.hpp"
 
 namespace harness::detail::procnet {
 namespace {

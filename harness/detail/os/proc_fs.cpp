@@ -1,4 +1,4 @@
-#include "harness/detail/proc_fs.hpp"
+#include "harness/detail/os/proc_fs.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>

@@ -20,7 +20,7 @@
 #include <string>
 #include <vector>
 
-#include "harness/detail/unique_fd.hpp"
+#include "harness/detail/os/unique_fd.hpp"
 #include "harness/error.hpp"
 #include "harness/process.hpp"
 

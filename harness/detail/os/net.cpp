@@ -1,4 +1,4 @@
-#include "harness/detail/net.hpp"
+#include "harness/detail/os/net.hpp"
 
 #include <arpa/inet.h>
 #include <fcntl.h>

@@ -5,7 +5,7 @@
 #include <optional>
 #include <string>
 
-#include "harness/detail/net.hpp"
+#include "harness/detail/os/net.hpp"
 
 namespace harness::detail {
 

@@ -1,4 +1,4 @@
-#include "harness/detail/log_prune.hpp"
+#include "harness/detail/os/log_prune.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>

@@ -1,4 +1,4 @@
-#include "harness/detail/private_dir.hpp"
+#include "harness/detail/os/private_dir.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>

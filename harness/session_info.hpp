@@ -1,0 +1,49 @@
+// harness/session_info.hpp — what a report says about a server: the port mode and a
+// snapshot of one session. (The session itself is in session.hpp; reports, the gtest
+// listener and HARNESS_REPORT need only this.)
+//
+//   for (const harness::session_info& s : harness::live_sessions()) std::cout << s.summary;
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "harness/exit_status.hpp"
+#include "harness/respawn.hpp"
+
+namespace harness {
+
+enum class port_mode { automatic, lease, announce, inherit };
+
+// "lease", "announce", "inherit", "automatic".
+const char* to_string(port_mode m);
+
+// A snapshot of one live session, for reports (the gtest listener prints these when
+// a test fails). Thread-safe.
+struct session_info {
+  std::string session{};   // the HARNESS_SESSION marker value of the server
+  std::string name{};
+  std::string command{};
+  port_mode mode = port_mode::lease;
+  std::string endpoint{};
+  std::uint16_t port = 0;
+  int pid = 0;
+  bool daemonized = false;   // pid is the daemon the started process left behind
+  std::string ownership{};   // how its processes are owned, e.g. "subreaper (harness-supervisor pid 12)"
+  bool running = false;
+  std::optional<exit_status> status{};
+  std::vector<attempt> attempts{};
+  std::chrono::milliseconds ready_time{0};
+  std::vector<std::string> stderr_tail{};  // the last lines (at most 20)
+  std::filesystem::path log{};
+  std::string summary{};                   // session::summary()
+};
+
+// Every session object of this process that owns a started server, oldest first.
+std::vector<session_info> live_sessions();
+
+}  // namespace harness
