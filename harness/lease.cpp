@@ -20,6 +20,7 @@
 
 #include "harness/detail/os/net.hpp"
 #include "harness/detail/os/private_dir.hpp"
+#include "harness/detail/os/unique_fd.hpp"
 
 namespace harness {
 
@@ -185,14 +186,13 @@ void write_record(int fd, std::string_view note) {
 // Opens (creating if needed) a port's lock file without following symlinks, and
 // refuses anything that is not a regular file of ours (a FIFO would block readers, a
 // file of another user could be a trap).
-int open_lock_file(const std::filesystem::path& path) {
-  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
-  if (fd < 0) return -1;
+detail::unique_fd open_lock_file(const std::filesystem::path& path) {
+  detail::unique_fd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600));
+  if (!fd) return fd;
   struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::getuid()) {
-    ::close(fd);
+  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::getuid()) {
     errno = EPERM;
-    return -1;
+    return detail::unique_fd();
   }
   return fd;
 }
@@ -235,30 +235,28 @@ result<lease> lease::try_acquire(const lease_options& options) {
   for (std::size_t i = 0; i < n; ++i) {
     const auto port = static_cast<std::uint16_t>(range.first + (start + i) % n);
     const auto path = lock_path(*dir, port);
-    const int fd = open_lock_file(path);
-    if (fd < 0) {
+    detail::unique_fd fd = open_lock_file(path);
+    if (!fd) {
       ++refused;
       last_refusal = path.string() + ": " + std::strerror(errno);
       continue;
     }
     // Known to the fork handler before it holds the lock: a fork() at any moment after
     // cannot leave the lock with the child.
-    remember_held(fd);
-    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-      forget_held(fd);
-      ::close(fd);
+    remember_held(fd.get());
+    if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+      forget_held(fd.get());
       ++held;
       continue;
     }
     auto at = detail::net::parse_host(options.host, port);
     if (!detail::net::tcp_port_free(*at)) {
-      forget_held(fd);
-      ::close(fd);  // somebody outside the pool uses it: leave it alone
+      forget_held(fd.get());  // somebody outside the pool uses it: leave it alone
       ++busy;
       continue;
     }
-    write_record(fd, options.note);
-    return lease(fd, port, path);
+    write_record(fd.get(), options.note);
+    return lease(fd.release(), port, path);
   }
   std::string detail = "no free port in " + describe(range) + " on " + options.host + " (" +
                        std::to_string(held) + " leased by other sessions, " +
@@ -287,14 +285,12 @@ result<std::vector<lease_record>> list_leases(const std::filesystem::path& direc
     if (name.size() <= 5 || name.substr(name.size() - 5) != ".lock") continue;
     lease_record rec;
     if (!parse_u16(name.substr(0, name.size() - 5), rec.port)) continue;
-    const int fd = ::open((*dir / std::string(name)).c_str(),
-                          O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-    if (fd < 0) continue;
+    const detail::unique_fd file(::open((*dir / std::string(name)).c_str(),
+                                        O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
+    if (!file) continue;
+    const int fd = file.get();
     struct stat st {};
-    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-      ::close(fd);
-      continue;
-    }
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) continue;
     // Probe the lock without taking it for long: if we get it, nobody holds it.
     if (::flock(fd, LOCK_SH | LOCK_NB) == 0) {
       rec.held = false;
@@ -304,7 +300,6 @@ result<std::vector<lease_record>> list_leases(const std::filesystem::path& direc
     }
     char buf[4096];
     const ssize_t len = ::pread(fd, buf, sizeof buf - 1, 0);
-    ::close(fd);
     std::string_view text(buf, len > 0 ? static_cast<std::size_t>(len) : 0);
     while (!text.empty()) {
       auto eol = text.find('\n');

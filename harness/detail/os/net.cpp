@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "harness/detail/os/unique_fd.hpp"
+
 namespace harness::detail::net {
 
 result<address> parse_host(std::string_view host, std::uint16_t port) {
@@ -51,28 +53,25 @@ void reuse(int fd) {
 }  // namespace
 
 bool tcp_port_free(const address& at, std::string* why) {
-  const int fd = tcp_socket(at.family());
-  if (fd < 0) {
+  const unique_fd fd(tcp_socket(at.family()));
+  if (!fd) {
     if (why != nullptr) *why = std::string("socket: ") + std::strerror(errno);
     return false;
   }
-  reuse(fd);
-  const bool ok = ::bind(fd, at.get(), at.length) == 0;
+  reuse(fd.get());
+  const bool ok = ::bind(fd.get(), at.get(), at.length) == 0;
   if (!ok && why != nullptr) *why = std::strerror(errno);
-  ::close(fd);
   return ok;
 }
 
 result<int> listen_on(const address& at, int backlog) {
-  const int fd = tcp_socket(at.family());
-  if (fd < 0) return make_system_failure(errno, "socket");
-  reuse(fd);
-  if (::bind(fd, at.get(), at.length) != 0 || ::listen(fd, backlog) != 0) {
-    const int err = errno;
-    ::close(fd);
-    return make_system_failure(err, "bind/listen");
+  unique_fd fd(tcp_socket(at.family()));
+  if (!fd) return make_system_failure(errno, "socket");
+  reuse(fd.get());
+  if (::bind(fd.get(), at.get(), at.length) != 0 || ::listen(fd.get(), backlog) != 0) {
+    return make_system_failure(errno, "bind/listen");
   }
-  return fd;
+  return fd.release();
 }
 
 result<std::uint16_t> local_port(int fd) {
@@ -87,8 +86,9 @@ result<std::uint16_t> local_port(int fd) {
 }
 
 connect_result try_connect(const address& at, std::chrono::milliseconds timeout) {
-  const int fd = ::socket(at.family(), SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0) return connect_result::error;
+  const unique_fd socket(::socket(at.family(), SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!socket) return connect_result::error;
+  const int fd = socket.get();
   connect_result r = connect_result::error;
   if (::connect(fd, at.get(), at.length) == 0) {
     r = connect_result::connected;
@@ -107,7 +107,6 @@ connect_result try_connect(const address& at, std::chrono::milliseconds timeout)
                    : (err == ECONNREFUSED ? connect_result::refused : connect_result::error);
     }
   }
-  ::close(fd);
   return r;
 }
 
