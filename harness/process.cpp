@@ -28,6 +28,7 @@
 #include "harness/detail/os/proc_tree.hpp"
 #include "harness/detail/proc/spawn_posix.hpp"
 #include "harness/detail/proc/supervisor_protocol.hpp"
+#include "harness/detail/stop_quietly.hpp"
 #include "harness/detail/os/unique_fd.hpp"
 
 extern char** environ;
@@ -533,23 +534,14 @@ process::process(process&& other) noexcept = default;
 
 process& process::operator=(process&& other) noexcept {
   if (this != &other) {
-    try {
-      if (state_) stop();
-    } catch (...) {
-      // noexcept: the old process was stopped as far as possible.
-    }
+    if (state_) detail::stop_quietly(*this);
     state_ = std::move(other.state_);
   }
   return *this;
 }
 
 process::~process() {
-  if (!state_) return;
-  try {
-    stop();
-  } catch (...) {
-    // stop() does not throw by design; never let anything escape a destructor.
-  }
+  if (state_) detail::stop_quietly(*this);
 }
 
 int process::pid() const {

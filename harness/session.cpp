@@ -21,6 +21,7 @@
 #include "harness/detail/os/proc_net.hpp"
 #include "harness/detail/os/proc_tree.hpp"
 #include "harness/detail/session/judge.hpp"
+#include "harness/detail/stop_quietly.hpp"
 #include "harness/detail/os/unique_fd.hpp"
 #include "harness/detail/text/regex.hpp"
 #include "harness/detail/session/report.hpp"
@@ -1137,21 +1138,13 @@ session::session(std::shared_ptr<session_state> s) noexcept : state_(std::move(s
 session::session(session&&) noexcept = default;
 session& session::operator=(session&& other) noexcept {
   if (this != &other) {
-    try {
-      if (state_) stop();
-    } catch (...) {
-      // noexcept: the old server was stopped as far as possible.
-    }
+    if (state_) detail::stop_quietly(*this);
     state_ = std::move(other.state_);
   }
   return *this;
 }
 session::~session() {
-  if (!state_) return;
-  try {
-    stop();
-  } catch (...) {
-  }
+  if (state_) detail::stop_quietly(*this);
 }
 
 namespace {

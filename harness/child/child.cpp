@@ -54,6 +54,14 @@ struct socket_address {
   int family = AF_UNSPEC;
 };
 
+template <class Sockaddr>
+bool store(socket_address& out, const Sockaddr& sa, int family) {
+  std::memcpy(&out.storage, &sa, sizeof sa);
+  out.length = sizeof sa;
+  out.family = family;
+  return true;
+}
+
 bool resolve_literal(const std::string& host, std::uint16_t port, socket_address& out) {
   std::string text = host == "localhost" ? std::string("127.0.0.1") : host;
   if (text.size() >= 2 && text.front() == '[' && text.back() == ']') {
@@ -65,19 +73,13 @@ bool resolve_literal(const std::string& host, std::uint16_t port, socket_address
   if (::inet_pton(AF_INET, text.c_str(), &v4.sin_addr) == 1) {
     v4.sin_family = AF_INET;
     v4.sin_port = htons(port);
-    std::memcpy(&out.storage, &v4, sizeof v4);
-    out.length = sizeof v4;
-    out.family = AF_INET;
-    return true;
+    return store(out, v4, AF_INET);
   }
   sockaddr_in6 v6{};
   if (::inet_pton(AF_INET6, text.c_str(), &v6.sin6_addr) == 1) {
     v6.sin6_family = AF_INET6;
     v6.sin6_port = htons(port);
-    std::memcpy(&out.storage, &v6, sizeof v6);
-    out.length = sizeof v6;
-    out.family = AF_INET6;
-    return true;
+    return store(out, v6, AF_INET6);
   }
   return false;
 }
