@@ -21,6 +21,7 @@
 #include "harness/detail/os/proc_net.hpp"
 #include "harness/detail/os/proc_tree.hpp"
 #include "harness/detail/session/judge.hpp"
+#include "harness/detail/session/start_events.hpp"
 #include "harness/detail/stop_quietly.hpp"
 #include "harness/detail/os/unique_fd.hpp"
 #include "harness/detail/text/regex.hpp"
@@ -89,92 +90,6 @@ namespace {
 namespace asio = boost::asio;
 using clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
-
-std::optional<std::uint16_t> parse_port(std::string_view text) {
-  unsigned v = 0;
-  auto r = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (r.ec != std::errc() || r.ptr != text.data() + text.size()) return std::nullopt;
-  if (v < 1 || v > 65535) return std::nullopt;
-  return static_cast<std::uint16_t>(v);
-}
-
-// Regular expressions compiled once per session, shared with the I/O thread.
-struct matchers {
-  std::vector<regex> fail_on;
-  std::vector<std::pair<std::size_t, regex>> log_probes;  // probe index -> pattern
-  std::optional<regex> port_from;
-  std::optional<collision_classifier> classifier;         // lease mode only
-};
-
-// What the I/O thread reports to one waiting start.
-struct start_events {
-  std::mutex m;
-  std::condition_variable cv;
-  std::uint64_t version = 0;  // bumped on every change
-  bool active = true;         // false once the start is decided
-  std::vector<bool> log_hit;
-  std::optional<std::string> fail_line;
-  std::optional<std::string> collision;
-  std::optional<std::uint16_t> announced;
-  bool ready_signal = false;  // READY=1 / PORT= on the ready fd, or READY=1 over notify
-  bool ready_fd_signal = false;
-  bool notify_signal = false;
-  std::optional<failure> bad;
-  bool exited = false;
-  std::string ready_fd_buffer;
-  // Datagrams from NOTIFY_SOCKET, parsed by the waiting thread, with the sender as the
-  // kernel reports it: whether it was in the server's tree when it arrived (1 yes, 0 no,
-  // -1 gone already, or not known yet: the supervisor was not known), and whether it
-  // ran as our user.
-  struct datagram {
-    pid_t sender = 0;
-    int in_tree = -1;
-    bool same_user = false;
-    std::string text;
-  };
-  std::vector<datagram> notify_pending;
-  std::atomic<pid_t> supervisor{0};  // set once the server is spawned
-
-  template <class F>
-  void update(F&& f) {
-    {
-      std::lock_guard lock(m);
-      if (!active) return;
-      if (f()) ++version;
-    }
-    cv.notify_all();
-  }
-};
-
-// Parses announcement lines ("PORT=<n>", "READY=1"); true when something changed.
-bool take_announcement_line(start_events& ev, std::string_view line, bool from_notify) {
-  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-  if (line.empty()) return false;
-  if (line == "READY=1") {
-    ev.ready_signal = true;
-    (from_notify ? ev.notify_signal : ev.ready_fd_signal) = true;
-    return true;
-  }
-  if (line.rfind("PORT=", 0) == 0) {
-    auto port = parse_port(line.substr(5));
-    if (!port) {
-      ev.bad = make_failure(errc::port_out_of_range,
-                            "announced \"" + std::string(line) + "\"; a port is 1-65535");
-      return true;
-    }
-    ev.announced = *port;
-    if (!from_notify) {
-      ev.ready_signal = true;
-      ev.ready_fd_signal = true;
-    }
-    return true;
-  }
-  if (from_notify) return false;  // sd_notify carries other fields (STATUS=, ...)
-  ev.bad = make_failure(errc::bad_announcement,
-                        "HARNESS_READY_FD got \"" + std::string(line.substr(0, 200)) +
-                            "\"; expected \"PORT=<port>\" or \"READY=1\"");
-  return true;
-}
 
 // An fd the I/O thread watches for readability; `on_readable` reads it itself and
 // returns false to stop watching. The watch is created, armed and closed by jobs
@@ -499,25 +414,12 @@ result<void> start_attempt::open_ready_fd(process_options& o, int child_fd) {
   o.env.set.emplace_back("HARNESS_READY_FD", std::to_string(child_fd));
   auto ev = ev_;
   ready_watch_ = watch_fd(ready_pipe[0], [ev](int fd) {
-      char buf[512];
-      const ssize_t n = ::read(fd, buf, sizeof buf);
-      if (n < 0 && (errno == EAGAIN || errno == EINTR)) return true;
-      if (n <= 0) return false;  // closed by the child: nothing more will come
-      ev->update([&] {
-        bool changed = false;
-        ev->ready_fd_buffer.append(buf, static_cast<std::size_t>(n));
-        for (auto nl = ev->ready_fd_buffer.find('\n'); nl != std::string::npos;
-             nl = ev->ready_fd_buffer.find('\n')) {
-          changed = take_announcement_line(*ev, std::string_view(ev->ready_fd_buffer).substr(0, nl), false) || changed;
-          ev->ready_fd_buffer.erase(0, nl + 1);
-        }
-        if (ev->ready_fd_buffer.size() > 256) {
-          ev->bad = make_failure(errc::bad_announcement, "HARNESS_READY_FD line longer than 256 bytes");
-          changed = true;
-        }
-        return changed;
-      });
-      return true;
+    char buf[512];
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return true;
+    if (n <= 0) return false;  // closed by the child: nothing more will come
+    ev->update([&] { return take_ready_fd_bytes(*ev, std::string_view(buf, static_cast<std::size_t>(n))); });
+    return true;
     });
   return {};
 }
@@ -585,44 +487,7 @@ void start_attempt::tap_events(process_options& o) {
   auto ev = ev_;
   const std::uint16_t use_port = use_port_;
   o.output.on_line = [ev, m, user_on_line, use_port](stream s, std::string_view line) {
-    ev->update([&] {
-      bool changed = false;
-      if (!ev->fail_line) {
-        for (const auto& re : m->fail_on) {
-          if (re.matches(line)) {
-            ev->fail_line = std::string(line.substr(0, 400));
-            changed = true;
-            break;
-          }
-        }
-      }
-      for (const auto& [i, re] : m->log_probes) {
-        if (!ev->log_hit[i] && re.matches(line)) {
-          ev->log_hit[i] = true;
-          changed = true;
-        }
-      }
-      if (m->port_from && !ev->announced && !ev->bad) {
-        if (auto g = m->port_from->search(line)) {
-          if (auto p = parse_port((*g)[1])) {
-            ev->announced = *p;
-          } else {
-            ev->bad = make_failure(errc::port_out_of_range,
-                                   "port_from matched \"" + (*g)[1] + "\" in: " + std::string(line.substr(0, 200)));
-          }
-          changed = true;
-        }
-      }
-      if (m->classifier && !ev->collision) {
-        // Only a line about our port: a server may fail on another port it was given
-        // (memcached's UDP -U) and that is not our port being taken.
-        if (auto eco = m->classifier->classify(line); eco && start_judge::names_port(line, use_port)) {
-          ev->collision = *eco + ": " + std::string(line.substr(0, 300));
-          changed = true;
-        }
-      }
-      return changed;
-    });
+    ev->update([&] { return take_line(*ev, *m, line, use_port); });
     if (user_on_line) user_on_line(s, line);
   };
   o.on_exit = [ev](const exit_status&) {
