@@ -21,6 +21,7 @@
 #include "harness/detail/os/proc_net.hpp"
 #include "harness/detail/os/proc_tree.hpp"
 #include "harness/detail/session/judge.hpp"
+#include "harness/detail/session/readiness_engine.hpp"
 #include "harness/detail/session/start_events.hpp"
 #include "harness/detail/stop_quietly.hpp"
 #include "harness/detail/os/unique_fd.hpp"
@@ -300,14 +301,124 @@ failure session_state::report(std::error_code code, const std::string& reason,
 
 namespace {
 
+// The readiness engine's view of a real server: the clock, the process and its tree,
+// the listener on the port, and one try of each polling probe.
+class process_world final : public readiness_world {
+ public:
+  process_world(session_state& s, std::uint16_t port) : s_(s), port_(port) {}
+
+  clock::time_point now() override { return clock::now(); }
+  void sleep_until(start_events& ev, std::uint64_t seen, clock::time_point until) override {
+    std::unique_lock lock(ev.m);
+    ev.cv.wait_until(lock, until, [&] { return ev.version != seen; });
+  }
+  bool server_running() override { return s_.proc.running(); }
+  exit_status settle_exit() override {
+    // Let the last lines in: the "address already in use" usually comes right before
+    // the exit.
+    s_.proc.output().wait_closed(milliseconds(1000));
+    return s_.proc.status().value_or(exit_status{});
+  }
+  std::vector<int> tree() override { return s_.proc.tree(); }
+  // The server itself in the common case, else anyone in its tree (a worker, a child
+  // that execs the real server).
+  start_judge::listener who_listens(bool whole_tree, std::string& holders) override {
+    const auto& proc = s_.proc;
+    auto owner = procnet::listener_owner(port_, whole_tree ? proc.tree() : std::vector<pid_t>{proc.pid()});
+    if (owner == procnet::ownership::foreign && !whole_tree) owner = procnet::listener_owner(port_, proc.tree());
+    if (owner == procnet::ownership::foreign) holders = procnet::describe_holders(port_);
+    return owner == procnet::ownership::ours      ? start_judge::listener::ours
+           : owner == procnet::ownership::foreign ? start_judge::listener::foreign
+                                                   : start_judge::listener::nobody;
+  }
+  int sender_in_tree(int pid) override { return proctree::is_below(pid, s_.proc.supervisor_pid()); }
+  std::optional<failure> callback_failure() override { return s_.proc.output().callback_failure(); }
+  probe_try try_probe(const probe& p, std::uint16_t port, milliseconds timeout,
+                      const std::string& last_error) override;
+  failure report(std::error_code code, const std::string& reason, bool show_holder) override {
+    return s_.report(code, reason, &s_.proc, show_holder);
+  }
+
+ private:
+  probe_try try_http(const probe& p, std::uint16_t port, milliseconds timeout, const std::string& last_error);
+  probe_try try_callback(const probe& p, std::uint16_t port);
+
+  session_state& s_;
+  const std::uint16_t port_;
+};
+
+readiness_world::probe_try process_world::try_probe(const probe& p, std::uint16_t port, milliseconds timeout,
+                                                    const std::string& last_error) {
+  switch (p.what) {
+    case probe::kind::tcp: {
+      auto at = net::parse_host(s_.spec.port.host, port);
+      const auto r = net::try_connect(*at, timeout);
+      if (r == net::connect_result::connected) return {true, {}, {}};
+      return {false, r == net::connect_result::refused ? "connection refused" : "no connection", {}};
+    }
+    case probe::kind::http:
+      return try_http(p, port, timeout, last_error);
+    case probe::kind::callback:
+      return try_callback(p, port);
+    default:
+      return {false, last_error, {}};
+  }
+}
+
+// One GET. A throwing body check ends the start.
+readiness_world::probe_try process_world::try_http(const probe& p, std::uint16_t port, milliseconds timeout,
+                                                   const std::string& last_error) {
+  const std::string& host = s_.spec.port.host;
+  auto at = net::parse_host(host, port);
+  std::string why;
+  auto answer = http_get(*at, net::format_endpoint(host, port), p.path, timeout, &why);
+  // Keep a real answer over a later attempt cut short by the deadline.
+  if (!answer) return {false, last_error.rfind("answered ", 0) == 0 ? last_error : why, {}};
+  bool body_ok = true;
+  if (answer->status == p.status && p.body) {
+    try {
+      body_ok = p.body(answer->body);
+    } catch (const std::exception& e) {
+      return {false, {}, std::pair{make_error_code(errc::callback_threw),
+                                   "the body check of probe \"" + p.describe() + "\" threw: " + e.what()}};
+    } catch (...) {
+      return {false, {}, std::pair{make_error_code(errc::callback_threw),
+                                   "the body check of probe \"" + p.describe() + "\" threw"}};
+    }
+  }
+  if (answer->status == p.status && body_ok) return {true, {}, {}};
+  return {false,
+          "answered " + std::to_string(answer->status) + (answer->status == p.status ? " but the body check failed" : ""),
+          {}};
+}
+
+// The user's callback; what it throws ends the start.
+readiness_world::probe_try process_world::try_callback(const probe& p, std::uint16_t port) {
+  probe_context ctx{s_.spec.port.host, port, s_.proc.pid(), nullptr};
+  auto view = s_.proc.output();
+  ctx.output = &view;
+  result<probe_result> r = probe_result::not_yet;
+  try {
+    r = p.fn(ctx);
+  } catch (const std::exception& e) {
+    return {false, {}, std::pair{make_error_code(errc::callback_threw), "probe \"" + p.name + "\" threw: " + e.what()}};
+  } catch (...) {
+    return {false, {}, std::pair{make_error_code(errc::callback_threw), "probe \"" + p.name + "\" threw"}};
+  }
+  if (!r) {
+    return {false, {},
+            std::pair{make_error_code(errc::probe_failed), "probe \"" + p.name + "\" failed: " + r.error().message()}};
+  }
+  return {*r == probe_result::ready, {}, {}};
+}
+
 // One start of the server on one port: its channels, its events, its probes' state.
 // The destructor ends the intake of events on every way out (returns and exceptions
 // from a user's callback alike).
 class start_attempt {
  public:
   start_attempt(session_state& s, std::uint16_t use_port)
-      : s_(s), use_port_(use_port), ev_(std::make_shared<start_events>()),
-        passed_(s.spec.ready.probes.size(), false), last_error_(s.spec.ready.probes.size()) {
+      : s_(s), use_port_(use_port), ev_(std::make_shared<start_events>()) {
     ev_->log_hit.assign(s.spec.ready.probes.size(), false);
   }
   start_attempt(const start_attempt&) = delete;
@@ -329,40 +440,12 @@ class start_attempt {
   result<void> open_ready_fd(process_options& o, int child_fd);
   result<void> open_notify_socket(process_options& o);
   void tap_events(process_options& o);
-  start_outcome wait(clock::time_point t0);
-  std::optional<start_outcome> take_events();
-  start_outcome judge_exit();
-  std::optional<start_outcome> run_probes(std::uint16_t known_port, milliseconds left, bool& all);
-  std::optional<start_outcome> probe_http(const probe& p, std::uint16_t known_port, milliseconds connect_timeout,
-                                          std::string& last_error, bool& ok);
-  std::optional<start_outcome> apply(const start_judge::verdict& v);
-  start_judge::observation observe() const;
-  void look_at_port(start_judge::observation& ob, bool whole_tree) const;
-  void note_waiting(const std::string& what) {
-    if (!waiting_for_.empty()) waiting_for_ += ", ";
-    waiting_for_ += what;
-  }
-  start_outcome fail(std::error_code code, const std::string& reason, bool holder) {
-    out_.kind = attempt::result::failed;
-    out_.reason = reason;
-    out_.error = s_.report(code, reason, &s_.proc, holder);
-    return out_;
-  }
 
   session_state& s_;
   const std::uint16_t use_port_;
   std::shared_ptr<start_events> ev_;
   std::shared_ptr<fd_watch> ready_watch_, notify_watch_;
   unique_fd ready_write_;  // the child's end of the ready pipe, until it has its copy
-  start_outcome out_;
-  std::vector<bool> passed_;
-  std::vector<std::string> last_error_;
-  std::string waiting_for_;
-  // The last snapshot of the events.
-  std::uint64_t seen_ = 0;
-  std::optional<std::string> in_use_line_;
-  std::optional<std::uint16_t> announced_;
-  bool ready_signal_ = false, exited_ = false;
 };
 
 process_options start_attempt::build_options() const {
@@ -499,287 +582,34 @@ void start_attempt::tap_events(process_options& o) {
 }
 
 start_outcome start_attempt::run() {
+  start_outcome failed;
   process_options o = build_options();
   if (auto ok = open_channels(o); !ok) {
-    out_.error = std::move(ok).error();
-    return out_;
+    failed.error = std::move(ok).error();
+    return failed;
   }
   tap_events(o);
   const auto t0 = clock::now();
   auto spawned = harness::process::try_spawn(std::move(o));
   ready_write_.reset();  // the child has its copy
   if (!spawned) {
-    out_.error = std::move(spawned).error();
-    return out_;
+    failed.error = std::move(spawned).error();
+    return failed;
   }
   {
     std::lock_guard lock(s_.info_m);  // live_sessions() may be reading
     s_.proc = std::move(*spawned);
   }
   ev_->supervisor = s_.proc.supervisor_pid();
-  return wait(t0);
-}
-
-// Takes what the I/O thread reported: notify datagrams (from the server's tree only),
-// malformed announcements, fail patterns; latches the event-driven probes.
-std::optional<start_outcome> start_attempt::take_events() {
-  std::optional<failure> bad;
-  std::optional<std::string> fail_line;
-  {
-    std::lock_guard lock(ev_->m);
-    for (auto& d : ev_->notify_pending) {
-      if (d.in_tree == -2) d.in_tree = proctree::is_below(d.sender, s_.proc.supervisor_pid());
-      // In the tree; or gone before it could be checked (a short-lived helper such as
-      // systemd-notify) and of our own user. A live process outside the tree never.
-      if (!(d.in_tree == 1 || (d.in_tree == -1 && d.same_user))) continue;
-      std::string_view rest(d.text);
-      while (!rest.empty()) {
-        auto nl = rest.find('\n');
-        take_announcement_line(*ev_, rest.substr(0, nl), true);
-        if (nl == std::string_view::npos) break;
-        rest.remove_prefix(nl + 1);
-      }
-    }
-    ev_->notify_pending.clear();
-    seen_ = ev_->version;
-    bad = ev_->bad;
-    fail_line = ev_->fail_line;
-    in_use_line_ = ev_->collision;
-    announced_ = ev_->announced;
-    ready_signal_ = ev_->ready_signal;
-    exited_ = ev_->exited;
-    const auto& probes = s_.spec.ready.probes;
-    for (std::size_t i = 0; i < passed_.size(); ++i) {
-      if (probes[i].what == probe::kind::log && ev_->log_hit[i]) passed_[i] = true;
-      if (probes[i].what == probe::kind::announce && ev_->ready_fd_signal) passed_[i] = true;
-      if (probes[i].what == probe::kind::notify && ev_->notify_signal) passed_[i] = true;
-    }
-  }
-  if (auto thrown = s_.proc.output().callback_failure()) return fail(errc::callback_threw, thrown->detail, false);
-  if (bad) {
-    out_.kind = attempt::result::failed;
-    out_.reason = bad->message();
-    out_.error = s_.report(bad->code, bad->detail, &s_.proc, false);
-    return out_;
-  }
-  if (fail_line) return fail(errc::fail_pattern_matched, *fail_line, false);
-  return std::nullopt;
-}
-
-start_judge::observation start_attempt::observe() const {
-  start_judge::observation ob;
-  ob.lease = s_.mode == port_mode::lease;
-  ob.announce = s_.mode == port_mode::announce;
-  ob.port = use_port_;
-  ob.allow_daemon = s_.spec.allow_daemon;
-  ob.in_use_line = in_use_line_;
-  ob.timeout_ms = timeouts::scaled(s_.spec.ready.timeout).count();
-  return ob;
-}
-
-// Who listens on our port: the server itself in the common case, else anyone in its
-// tree (a worker, a child that execs the real server).
-void start_attempt::look_at_port(start_judge::observation& ob, bool whole_tree) const {
-  const auto& proc = s_.proc;
-  auto owner = procnet::listener_owner(use_port_, whole_tree ? proc.tree() : std::vector<pid_t>{proc.pid()});
-  if (owner == procnet::ownership::foreign && !whole_tree) owner = procnet::listener_owner(use_port_, proc.tree());
-  ob.on_port = owner == procnet::ownership::ours      ? start_judge::listener::ours
-               : owner == procnet::ownership::foreign ? start_judge::listener::foreign
-                                                       : start_judge::listener::nobody;
-  if (ob.on_port == start_judge::listener::foreign) ob.holders = procnet::describe_holders(use_port_);
-}
-
-// Carries out a verdict; nullopt: keep waiting.
-std::optional<start_outcome> start_attempt::apply(const start_judge::verdict& v) {
-  switch (v.what) {
-    case start_judge::outcome::wait:
-      return std::nullopt;
-    case start_judge::outcome::ready:
-      out_.kind = attempt::result::ready;
-      return out_;
-    case start_judge::outcome::collision:
-      out_.kind = attempt::result::collision;
-      out_.reason = v.reason;
-      return out_;
-    case start_judge::outcome::failed:
-      return fail(v.code, v.reason, v.show_holder);
-  }
-  return std::nullopt;
-}
-
-start_outcome start_attempt::judge_exit() {
-  // Let the last lines in (the "address already in use" usually comes right before
-  // the exit), then judge.
-  s_.proc.output().wait_closed(milliseconds(1000));
-  {
-    std::lock_guard lock(ev_->m);
-    in_use_line_ = ev_->collision;
-  }
-  auto ob = observe();
-  ob.exited = s_.proc.status().value_or(exit_status{});
-  // The server is gone but its tree is still there (stopped only when the start is
-  // over): who listens on the port, and what it left running.
-  const auto tree = s_.proc.tree();
-  if (ob.lease) look_at_port(ob, true);
-  if (tree.size() > 1) ob.left.assign(tree.begin() + 1, tree.end());
-  return *apply(start_judge::judge(ob));
-}
-
-// One GET of an http probe; `ok` when it answered as wanted. A throwing body check
-// fails the start.
-std::optional<start_outcome> start_attempt::probe_http(const probe& p, std::uint16_t known_port,
-                                                       milliseconds connect_timeout, std::string& last_error,
-                                                       bool& ok) {
-  const std::string& host = s_.spec.port.host;
-  auto at = net::parse_host(host, known_port);
-  std::string why;
-  auto answer = http_get(*at, net::format_endpoint(host, known_port), p.path, connect_timeout, &why);
-  if (answer) {
-    bool body_ok = true;
-    if (answer->status == p.status && p.body) {
-      try {
-        body_ok = p.body(answer->body);
-      } catch (const std::exception& e) {
-        return fail(errc::callback_threw,
-                    "the body check of probe \"" + p.describe() + "\" threw: " + e.what(), false);
-      } catch (...) {
-        return fail(errc::callback_threw,
-                    "the body check of probe \"" + p.describe() + "\" threw", false);
-      }
-    }
-    ok = answer->status == p.status && body_ok;
-    if (!ok) {
-      last_error = "answered " + std::to_string(answer->status) +
-                      (answer->status == p.status ? " but the body check failed" : "");
-    }
-  } else if (last_error.rfind("answered ", 0) != 0) {
-    // Keep a real answer over a later attempt cut short by the deadline.
-    last_error = why;
-  }
-  return std::nullopt;
-}
-
-// Runs every polling probe that has not passed; `all` says whether all have.
-std::optional<start_outcome> start_attempt::run_probes(std::uint16_t known_port, milliseconds left, bool& all) {
-  const std::string& host = s_.spec.port.host;
-  const auto& proc = s_.proc;
-  auto& passed = passed_;
-  auto& last_error = last_error_;
-  for (std::size_t i = 0; i < passed.size(); ++i) {
-    if (passed[i]) continue;
-    const auto& p = s_.spec.ready.probes[i];
-    bool ok = false;
-    const auto connect_timeout =
-        std::clamp(timeouts::scaled(timeouts::connect), milliseconds(1), std::max(left, milliseconds(1)));
-      switch (p.what) {
-        case probe::kind::tcp:
-          if (known_port != 0) {
-            auto at = net::parse_host(host, known_port);
-            auto r = net::try_connect(*at, connect_timeout);
-            ok = r == net::connect_result::connected;
-            if (!ok) last_error[i] = r == net::connect_result::refused ? "connection refused" : "no connection";
-          }
-          break;
-        case probe::kind::http:
-          if (known_port != 0) {
-            if (auto decided = probe_http(p, known_port, connect_timeout, last_error[i], ok)) return decided;
-          }
-          break;
-        case probe::kind::callback: {
-          probe_context ctx{host, known_port, proc.pid(), nullptr};
-          auto view = proc.output();
-          ctx.output = &view;
-          result<probe_result> r = probe_result::not_yet;
-          try {
-            r = p.fn(ctx);
-          } catch (const std::exception& e) {
-            return fail(errc::callback_threw, "probe \"" + p.name + "\" threw: " + e.what(), false);
-          } catch (...) {
-            return fail(errc::callback_threw, "probe \"" + p.name + "\" threw", false);
-          }
-          if (!r) {
-            return fail(errc::probe_failed, "probe \"" + p.name + "\" failed: " + r.error().message(), false);
-          }
-          ok = *r == probe_result::ready;
-          break;
-        }
-        case probe::kind::log:
-        case probe::kind::announce:
-        case probe::kind::notify:
-          break;  // event-driven, latched above
-      }
-    if (ok) {
-      passed[i] = true;
-    } else {
-      all = false;
-      note_waiting(p.describe() + (last_error[i].empty() ? "" : " (" + last_error[i] + ")"));
-    }
-  }
-  return std::nullopt;
-}
-
-start_outcome start_attempt::wait(clock::time_point t0) {
-  const auto& spec = s_.spec;
-  const auto deadline = t0 + timeouts::scaled(spec.ready.timeout);
-  auto delay = std::chrono::duration_cast<std::chrono::microseconds>(spec.ready.poll_initial);
-  const auto cap = std::chrono::duration_cast<std::chrono::microseconds>(spec.ready.poll_cap);
-  const bool lease = s_.mode == port_mode::lease, announce = s_.mode == port_mode::announce;
-  for (;;) {
-    if (auto decided = take_events()) return *decided;
-    if (exited_ || !s_.proc.running()) return judge_exit();
-    // A port-in-use line while the server still runs: judged before probing.
-    if (lease && in_use_line_) {
-      auto ob = observe();
-      look_at_port(ob, false);
-      if (auto decided = apply(start_judge::judge(ob))) return *decided;
-    }
-    const std::uint16_t known_port = announce ? announced_.value_or(0) : use_port_;
-    if (announce && announced_) out_.port = *announced_;
-    bool all = true;
-    waiting_for_.clear();
-    if (announce && !announced_) {
-      all = false;
-      note_waiting(spec.port.port_from.empty()
-                       ? std::string("the port announcement (HARNESS_READY_FD or NOTIFY_SOCKET)")
-                       : "a line matching port_from /" + spec.port.port_from + "/");
-    }
-    if (s_.need_ready_signal && !ready_signal_) {
-      all = false;
-      note_waiting("READY=1 or PORT=<n> (HARNESS_READY_FD or NOTIFY_SOCKET)");
-    }
-    const auto left = std::chrono::duration_cast<milliseconds>(deadline - clock::now());
-    if (auto decided = run_probes(known_port, left, all)) return *decided;
-    const bool late = clock::now() >= deadline;
-    if (all || late) {
-      auto ob = observe();
-      ob.probes_passed = all;
-      ob.deadline_passed = late;
-      if (lease) look_at_port(ob, false);
-      if (lease && all && ob.on_port == start_judge::listener::nobody) {
-        all = false;
-        note_waiting("a listener on port " + std::to_string(use_port_));
-      }
-      ob.waiting_for = waiting_for_;
-      if (auto decided = apply(start_judge::judge(ob))) {
-        if (decided->kind == attempt::result::ready && announce) decided->port = known_port;
-        return *decided;
-      }
-    }
-    // Sleep until an event, the next poll, or the deadline.
-    bool polling = lease && (!all || in_use_line_);
-    for (std::size_t i = 0; i < passed_.size(); ++i) {
-      const auto k = spec.ready.probes[i].what;
-      polling = polling || (!passed_[i] && (k == probe::kind::tcp || k == probe::kind::http ||
-                                            k == probe::kind::callback));
-    }
-    auto wake = deadline;
-    if (polling) wake = std::min(deadline, clock::now() + delay);
-    {
-      std::unique_lock lock(ev_->m);
-      ev_->cv.wait_until(lock, wake, [&] { return ev_->version != seen_; });
-    }
-    if (polling) delay = std::min(delay * 2, cap);
-  }
+  process_world world(s_, use_port_);
+  readiness_engine engine({.ready = &s_.spec.ready,
+                           .mode = s_.mode,
+                           .port = use_port_,
+                           .need_ready_signal = s_.need_ready_signal,
+                           .allow_daemon = s_.spec.allow_daemon,
+                           .port_from = s_.spec.port.port_from},
+                          *ev_, world);
+  return engine.wait(t0);
 }
 
 }  // namespace

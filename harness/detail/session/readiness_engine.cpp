@@ -1,0 +1,210 @@
+#include "harness/detail/session/readiness_engine.hpp"
+
+#include <algorithm>
+
+#include "harness/timeouts.hpp"
+
+namespace harness::detail {
+
+using std::chrono::milliseconds;
+
+readiness_engine::readiness_engine(readiness_setup setup, start_events& ev, readiness_world& world)
+    : setup_(std::move(setup)), ev_(ev), world_(world), passed_(setup_.ready->probes.size(), false),
+      last_error_(setup_.ready->probes.size()) {}
+
+void readiness_engine::note_waiting(const std::string& what) {
+  if (!waiting_for_.empty()) waiting_for_ += ", ";
+  waiting_for_ += what;
+}
+
+start_outcome readiness_engine::fail(std::error_code code, const std::string& reason, bool show_holder) {
+  out_.kind = attempt::result::failed;
+  out_.reason = reason;
+  out_.error = world_.report(code, reason, show_holder);
+  return out_;
+}
+
+// Takes what the I/O thread reported: notify datagrams (from the server's tree only),
+// malformed announcements, fail patterns; latches the event-driven probes.
+std::optional<start_outcome> readiness_engine::take_events() {
+  std::optional<failure> bad;
+  std::optional<std::string> fail_line;
+  {
+    std::lock_guard lock(ev_.m);
+    for (auto& d : ev_.notify_pending) {
+      if (d.in_tree == -2) d.in_tree = world_.sender_in_tree(d.sender);
+      // In the tree; or gone before it could be checked (a short-lived helper such as
+      // systemd-notify) and of our own user. A live process outside the tree never.
+      if (!(d.in_tree == 1 || (d.in_tree == -1 && d.same_user))) continue;
+      std::string_view rest(d.text);
+      while (!rest.empty()) {
+        auto nl = rest.find('\n');
+        take_announcement_line(ev_, rest.substr(0, nl), true);
+        if (nl == std::string_view::npos) break;
+        rest.remove_prefix(nl + 1);
+      }
+    }
+    ev_.notify_pending.clear();
+    seen_ = ev_.version;
+    bad = ev_.bad;
+    fail_line = ev_.fail_line;
+    in_use_line_ = ev_.collision;
+    announced_ = ev_.announced;
+    ready_signal_ = ev_.ready_signal;
+    exited_ = ev_.exited;
+    const auto& probes = setup_.ready->probes;
+    for (std::size_t i = 0; i < passed_.size(); ++i) {
+      if (probes[i].what == probe::kind::log && ev_.log_hit[i]) passed_[i] = true;
+      if (probes[i].what == probe::kind::announce && ev_.ready_fd_signal) passed_[i] = true;
+      if (probes[i].what == probe::kind::notify && ev_.notify_signal) passed_[i] = true;
+    }
+  }
+  if (auto thrown = world_.callback_failure()) return fail(errc::callback_threw, thrown->detail, false);
+  if (bad) {
+    out_.kind = attempt::result::failed;
+    out_.reason = bad->message();
+    out_.error = world_.report(bad->code, bad->detail, false);
+    return out_;
+  }
+  if (fail_line) return fail(errc::fail_pattern_matched, *fail_line, false);
+  return std::nullopt;
+}
+
+start_judge::observation readiness_engine::observe() const {
+  start_judge::observation ob;
+  ob.lease = setup_.mode == port_mode::lease;
+  ob.announce = setup_.mode == port_mode::announce;
+  ob.port = setup_.port;
+  ob.allow_daemon = setup_.allow_daemon;
+  ob.in_use_line = in_use_line_;
+  ob.timeout_ms = timeouts::scaled(setup_.ready->timeout).count();
+  return ob;
+}
+
+void readiness_engine::look_at_port(start_judge::observation& ob, bool whole_tree) {
+  ob.on_port = world_.who_listens(whole_tree, ob.holders);
+}
+
+// Carries out a verdict; nullopt: keep waiting.
+std::optional<start_outcome> readiness_engine::apply(const start_judge::verdict& v) {
+  switch (v.what) {
+    case start_judge::outcome::wait:
+      return std::nullopt;
+    case start_judge::outcome::ready:
+      out_.kind = attempt::result::ready;
+      return out_;
+    case start_judge::outcome::collision:
+      out_.kind = attempt::result::collision;
+      out_.reason = v.reason;
+      return out_;
+    case start_judge::outcome::failed:
+      return fail(v.code, v.reason, v.show_holder);
+  }
+  return std::nullopt;
+}
+
+start_outcome readiness_engine::judge_exit() {
+  const exit_status status = world_.settle_exit();  // the last lines are in now
+  {
+    std::lock_guard lock(ev_.m);
+    in_use_line_ = ev_.collision;
+  }
+  auto ob = observe();
+  ob.exited = status;
+  // The server is gone but its tree is still there (stopped only when the start is
+  // over): who listens on the port, and what it left running.
+  const auto tree = world_.tree();
+  if (ob.lease) look_at_port(ob, true);
+  if (tree.size() > 1) ob.left.assign(tree.begin() + 1, tree.end());
+  return *apply(start_judge::judge(ob));
+}
+
+// Runs every polling probe that has not passed; `all` says whether all have.
+std::optional<start_outcome> readiness_engine::run_probes(std::uint16_t known_port, milliseconds left, bool& all) {
+  const auto connect_timeout =
+      std::clamp(timeouts::scaled(timeouts::connect), milliseconds(1), std::max(left, milliseconds(1)));
+  for (std::size_t i = 0; i < passed_.size(); ++i) {
+    if (passed_[i]) continue;
+    const auto& p = setup_.ready->probes[i];
+    const bool polled = p.what == probe::kind::tcp || p.what == probe::kind::http || p.what == probe::kind::callback;
+    // tcp and http need the port; a callback runs even before it is known.
+    if (polled && (known_port != 0 || p.what == probe::kind::callback)) {
+      auto t = world_.try_probe(p, known_port, connect_timeout, last_error_[i]);
+      if (t.fatal) return fail(t.fatal->first, t.fatal->second, false);
+      last_error_[i] = t.error;
+      if (t.ok) {
+        passed_[i] = true;
+        continue;
+      }
+    }
+    all = false;
+    note_waiting(p.describe() + (last_error_[i].empty() ? "" : " (" + last_error_[i] + ")"));
+  }
+  return std::nullopt;
+}
+
+// Whether the next round must come by itself (a probe to poll, a listener to wait
+// for) rather than on an event.
+bool readiness_engine::polling(bool all) const {
+  bool polling = setup_.mode == port_mode::lease && (!all || in_use_line_);
+  for (std::size_t i = 0; i < passed_.size(); ++i) {
+    const auto k = setup_.ready->probes[i].what;
+    polling = polling || (!passed_[i] && (k == probe::kind::tcp || k == probe::kind::http || k == probe::kind::callback));
+  }
+  return polling;
+}
+
+start_outcome readiness_engine::wait(clock::time_point t0) {
+  const auto& ready = *setup_.ready;
+  const auto deadline = t0 + timeouts::scaled(ready.timeout);
+  auto delay = std::chrono::duration_cast<std::chrono::microseconds>(ready.poll_initial);
+  const auto cap = std::chrono::duration_cast<std::chrono::microseconds>(ready.poll_cap);
+  const bool lease = setup_.mode == port_mode::lease, announce = setup_.mode == port_mode::announce;
+  for (;;) {
+    if (auto decided = take_events()) return *decided;
+    if (exited_ || !world_.server_running()) return judge_exit();
+    // A port-in-use line while the server still runs: judged before probing.
+    if (lease && in_use_line_) {
+      auto ob = observe();
+      look_at_port(ob, false);
+      if (auto decided = apply(start_judge::judge(ob))) return *decided;
+    }
+    const std::uint16_t known_port = announce ? announced_.value_or(0) : setup_.port;
+    if (announce && announced_) out_.port = *announced_;
+    bool all = true;
+    waiting_for_.clear();
+    if (announce && !announced_) {
+      all = false;
+      note_waiting(setup_.port_from.empty() ? std::string("the port announcement (HARNESS_READY_FD or NOTIFY_SOCKET)")
+                                            : "a line matching port_from /" + setup_.port_from + "/");
+    }
+    if (setup_.need_ready_signal && !ready_signal_) {
+      all = false;
+      note_waiting("READY=1 or PORT=<n> (HARNESS_READY_FD or NOTIFY_SOCKET)");
+    }
+    const auto left = std::chrono::duration_cast<milliseconds>(deadline - world_.now());
+    if (auto decided = run_probes(known_port, left, all)) return *decided;
+    const bool late = world_.now() >= deadline;
+    if (all || late) {
+      auto ob = observe();
+      ob.probes_passed = all;
+      ob.deadline_passed = late;
+      if (lease) look_at_port(ob, false);
+      if (lease && all && ob.on_port == start_judge::listener::nobody) {
+        all = false;
+        note_waiting("a listener on port " + std::to_string(setup_.port));
+      }
+      ob.waiting_for = waiting_for_;
+      if (auto decided = apply(start_judge::judge(ob))) {
+        if (decided->kind == attempt::result::ready && announce) decided->port = known_port;
+        return *decided;
+      }
+    }
+    // Sleep until an event, the next poll, or the deadline.
+    const bool poll = polling(all);
+    world_.sleep_until(ev_, seen_, poll ? std::min(deadline, world_.now() + delay) : deadline);
+    if (poll) delay = std::min(delay * 2, cap);
+  }
+}
+
+}  // namespace harness::detail
