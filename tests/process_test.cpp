@@ -517,32 +517,26 @@ TEST(Process, AForkedCopyOfTheRunnerLeavesTheServersAlone) {
 
 TEST(Process, ASpawnUsesASupervisorStartedAheadOfTime) {
   process first = process::spawn(fixture({"--exit-before-ready=0"}));
-  // After a spawn, one idle supervisor (no child of its own) appears among our
-  // children, started in the background...
-  std::vector<pid_t> idle;
-  auto find_idle = [&] {
-    idle.clear();
-    std::vector<pid_t> kids, below;
-    harness::detail::proctree::children(::getpid(), kids);
-    for (pid_t k : kids) {
-      std::error_code ec;
-      const auto exe = std::filesystem::read_symlink("/proc/" + std::to_string(k) + "/exe", ec);
-      below.clear();
-      harness::detail::proctree::children(k, below);
-      if (exe.filename() == "harness-supervisor" && below.empty()) idle.push_back(k);
-    }
-    return idle.size() == 1;
-  };
+  // After a spawn, a supervisor is started in the background and kept ready...
+  pid_t spare = 0;
   const auto deadline = std::chrono::steady_clock::now() + 10s;
   auto delay = 1ms;
-  while (!find_idle() && std::chrono::steady_clock::now() < deadline) {
+  while ((spare = harness::detail::spare_supervisor_for_testing()) == 0 &&
+         std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(delay);  // re-checks a condition; bounded
     delay = std::min(delay * 2, 50ms);
   }
-  ASSERT_EQ(idle.size(), 1u) << "one supervisor kept ready";
+  ASSERT_NE(spare, 0) << "no supervisor kept ready";
+  // ...idle: our child, running nothing yet...
+  harness::detail::proctree::brief b;
+  ASSERT_TRUE(harness::detail::proctree::read_brief(spare, b));
+  EXPECT_EQ(b.ppid, ::getpid());
+  std::vector<pid_t> below;
+  harness::detail::proctree::children(spare, below);
+  EXPECT_TRUE(below.empty());
   // ...and the next spawn hands it the server.
   process second = process::spawn(fixture({"--exit-before-ready=0"}));
-  EXPECT_EQ(second.supervisor_pid(), idle[0]);
+  EXPECT_EQ(second.supervisor_pid(), spare);
   EXPECT_EQ(first.wait_for(10s), exit_status::exited_with(0));
   EXPECT_EQ(second.wait_for(10s), exit_status::exited_with(0));
 }

@@ -548,6 +548,12 @@ void use_spare_supervisors_for_testing(bool enabled) {
   if (drop) discard(*drop);
 }
 
+pid_t spare_supervisor_for_testing() {
+  auto& slot = spare_slot::get();
+  std::lock_guard lock(slot.m);
+  return slot.supervisor && slot.supervisor->owner == ::getpid() ? slot.supervisor->pid : 0;
+}
+
 const std::string& supervisor_path() {
   static const std::string path = [] {
     if (const char* env = std::getenv("HARNESS_SUPERVISOR"); env != nullptr && *env != '\0') {

@@ -68,4 +68,7 @@ void inject_fork_failures_for_testing(int count);
 // one ended) while disabled.
 void use_spare_supervisors_for_testing(bool enabled);
 
+// The supervisor kept ready right now (0: none yet), for tests.
+pid_t spare_supervisor_for_testing();
+
 }  // namespace harness::detail

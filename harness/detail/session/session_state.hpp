@@ -1,0 +1,55 @@
+// Private: the state behind one harness::session (session.cpp is its facade).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "harness/detail/session/respawn_loop.hpp"
+#include "harness/detail/session/start_events.hpp"
+#include "harness/lease.hpp"
+#include "harness/process.hpp"
+#include "harness/session.hpp"
+
+namespace harness::detail {
+
+struct session_state {
+  server_spec spec;
+  port_mode mode = port_mode::lease;
+  std::uint16_t port = 0;
+  harness::lease lease;
+  int listen_fd = -1;  // inherit mode
+  harness::process proc;
+  std::vector<attempt> attempts;
+  std::chrono::milliseconds ready_time{0};
+  std::shared_ptr<const matchers> match;
+  bool need_ready_signal = false;  // inherit mode without probes
+  bool reported = false;           // the HARNESS_REPORT line is written
+  // Guards proc, port, attempts and ready_time against live_sessions() readers while
+  // restart() changes them (never held across a stop or a start).
+  mutable std::mutex info_m;
+  std::size_t server_first_attempt = 0;  // attempts of the running server start here
+
+  ~session_state() {
+    try {
+      proc.stop();
+    } catch (...) {
+      // Never let anything out of a destructor.
+    }
+    if (listen_fd >= 0) ::close(listen_fd);
+  }
+
+  result<void> validate_and_compile();
+  result<void> choose_mode();
+  result<void> compile_matchers();
+  start_outcome start_once(std::uint16_t port);
+  // Stops the server; the first stop of each started server appends its
+  // HARNESS_REPORT line.
+  exit_status stop_and_report();
+  failure report(std::error_code code, const std::string& reason, const harness::process* p,
+                 bool show_holder) const;
+};
+
+}  // namespace harness::detail
