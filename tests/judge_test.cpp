@@ -176,6 +176,30 @@ std::vector<row> rows() {
         "a process it started listens on port 21000: it daemonized, which this spec forbids", true);
   }
   {
+    auto o = lease_obs();
+    o.deadline_passed = true;
+    o.in_use_line = "c: bind: Address already in use";
+    o.on_port = listener::foreign;
+    add("running in-use line with a stranger wins over the deadline", o, outcome::collision, errc{},
+        "c: bind: Address already in use; port 21000 is held by pid 77");
+  }
+  {
+    auto o = lease_obs();
+    o.exited = exit_status::exited_with(1);
+    o.in_use_line = "c: bind: Address already in use";
+    o.on_port = listener::ours;
+    add("exited with an in-use line but our tree listens: failed, not a collision", o, outcome::failed,
+        errc::exited_before_ready, "a process it started listens on port 21000", true);
+  }
+  {
+    auto o = lease_obs();
+    o.probes_passed = true;
+    o.deadline_passed = true;
+    o.waiting_for = "a listener on port 21000";
+    add("probes passed but nobody listens, deadline: timeout", o, outcome::failed, errc::ready_timeout,
+        "still waiting for a listener on port 21000", true);
+  }
+  {
     auto o = announce_obs();
     o.exited = exit_status::killed_by(9);
     add("announce: killed: failed, no holder", o, outcome::failed, errc::exited_before_ready,
@@ -217,6 +241,14 @@ TEST(Judge, WhichPortAnInUseLineIsAbout) {
       {"2026/11/28 12:34:56 listen tcp :21000: bind: address already in use", true},
       {"Error: listen EADDRINUSE: address already in use :::21000", true},       // Node
       {"java.net.BindException: Address already in use", true},
+      {"Error: listen EADDRINUSE: address already in use :::8080", false},
+      // Numbers after a colon that are not ports: a time, a file:line, a JSON field.
+      {"2026-11-28T12:34:56.789Z error: listen EADDRINUSE: address already in use :::21000", true},
+      {"2026-11-28T12:34:56.789Z [ERROR] Bind on TCP/IP port: Address already in use", true},
+      {"E1128 12:34:56.789 42 server.cc:88] bind: Address already in use", true},
+      {"app.server:57 [Errno 98] Address already in use", true},
+      {"{\"level\":50,\"pid\":4242,\"msg\":\"listen EADDRINUSE: address already in use :::21000\"}", true},
+      {"{\"level\":50,\"pid\":4242,\"msg\":\"bind: Address already in use\"}", true},
   };
   for (const auto& c : cases) {
     EXPECT_EQ(j::names_port(c.line, 21000), c.about_21000) << c.line;

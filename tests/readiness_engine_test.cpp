@@ -46,12 +46,18 @@ class fake_world final : public readiness_world {
   std::optional<harness::failure> thrown;
 
   clock_type::time_point now() override { return t; }
+  // An event delivered by on_sleep wakes the engine 1 ms into its sleep, as the real
+  // condition variable would; otherwise the sleep lasts until `until`.
   void sleep_until(start_events& ev, std::uint64_t seen, clock_type::time_point until) override {
-    sleeps.push_back(until - t);
-    t = until;
-    if (on_sleep) on_sleep(static_cast<int>(sleeps.size()));
-    (void)ev;
-    (void)seen;
+    if (on_sleep) on_sleep(static_cast<int>(sleeps.size()) + 1);
+    bool woken;
+    {
+      std::lock_guard lock(ev.m);
+      woken = ev.version != seen;
+    }
+    const auto wake = woken ? std::min(until, t + 1ms) : until;
+    sleeps.push_back(wake - t);
+    t = wake;
   }
   bool server_running() override { return running; }
   exit_status settle_exit() override { return status; }
@@ -124,7 +130,26 @@ TEST(ReadinessEngine, AnAnnouncedPortMakesAnnounceModeReadyWithThatPort) {
   auto out = c.run();
   EXPECT_EQ(out.kind, attempt_result::ready);
   EXPECT_EQ(out.port, 4711);
-  EXPECT_EQ(c.world.sleeps.size(), 1u);
+  ASSERT_EQ(c.world.sleeps.size(), 1u);
+  EXPECT_EQ(c.world.sleeps[0], 1ms) << "woken by the announcement, not by the deadline";
+}
+
+TEST(ReadinessEngine, AThrowFromOnLineWakesTheWaitAtOnce) {
+  // Announce mode with nothing to poll: the wait sleeps on events only.
+  engine_case c;
+  c.mode = port_mode::announce;
+  c.ready.timeout = 30s;
+  c.world.on_sleep = [&](int) {
+    std::lock_guard lock(c.ev.m);
+    c.ev.thrown = harness::failure{harness::make_error_code(errc::callback_threw), "on_line threw: boom"};
+    ++c.ev.version;
+  };
+  auto out = c.run();
+  ASSERT_EQ(out.kind, attempt_result::failed);
+  EXPECT_EQ(out.error.code, errc::callback_threw);
+  EXPECT_EQ(out.error.detail, "on_line threw: boom");
+  ASSERT_EQ(c.world.sleeps.size(), 1u);
+  EXPECT_EQ(c.world.sleeps[0], 1ms) << "waited for the deadline instead";
 }
 
 TEST(ReadinessEngine, NotifyFromOutsideTheTreeIsIgnored) {
@@ -133,9 +158,9 @@ TEST(ReadinessEngine, NotifyFromOutsideTheTreeIsIgnored) {
   c.ready.timeout = 50ms;
   c.world.on_sleep = [&](int) {
     std::lock_guard lock(c.ev.m);
-    // pid 7 is not in the tree (the fake says so) and speaks first; pid 100 is the server.
-    c.ev.notify_pending.push_back({7, -2, true, "READY=1\nPORT=9"});
+    // pid 100 is the server; pid 7 is not in the tree (the fake says so).
     c.ev.notify_pending.push_back({100, -2, true, "READY=1\nPORT=5150"});
+    c.ev.notify_pending.push_back({7, -2, true, "READY=1\nPORT=9"});  // last: it would win
     ++c.ev.version;
   };
   auto out = c.run();

@@ -676,6 +676,22 @@ TEST_F(SessionBadInput, AThrowingOnLineFailsTheStartTyped) {
   EXPECT_NE(r.error().message().find("on_line threw: not hello"), std::string::npos) << r.error().message();
 }
 
+TEST_F(SessionBadInput, AThrowingOnLineFailsAnAnnounceStartAtOnce) {
+  // Nothing is polled while an announce-mode start waits: the throw itself must wake it.
+  const auto started = std::chrono::steady_clock::now();
+  auto r = session::try_start(
+      {.command = fx({"--print=hello", "--delay-ms=60000", "--port=0", "--announce=ready-fd"}),
+       .port = {.mode = port_mode::announce},
+       .ready = {.timeout = 60s},
+       .output = {.on_line = [](harness::stream, std::string_view line) {
+         if (line == "hello") throw std::runtime_error("not hello");
+       }}});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::callback_threw) << r.error().message();
+  EXPECT_LT(std::chrono::steady_clock::now() - started, harness::timeouts::scaled(30s))
+      << "the start waited for its deadline";
+}
+
 TEST_F(SessionBadInput, UnknownProgramLeavesNoLease) {
   auto block = harness_test::reserve_block(1);
   const harness::port_range one{block[0].port(), block[0].port()};

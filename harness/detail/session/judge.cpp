@@ -82,27 +82,34 @@ namespace {
 
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
-// Whether the text before a ':' is an address: "*" or nothing (":8080"), "[...]"
-// (IPv6), a dotted quad or a host name. A time of day ("12:34") is not.
+// Whether the text before a ':' makes the number after it a port: "*" (redis "*:6379"),
+// nothing after a space or at the start (Go "listen tcp :8080"), "[...]" (IPv6),
+// "::" (Node ":::8080"), a dotted quad or "localhost". A time of day ("12:34"), a
+// file:line ("server.cc:88"), a JSON field ("\"pid\":42") or a URL are not.
 bool address_before_colon(std::string_view before) {
   std::size_t start = before.size();
-  while (start > 0 && before[start - 1] != ' ' && before[start - 1] != '(' && before[start - 1] != '\'' &&
-         before[start - 1] != '"' && before[start - 1] != '=') {
+  while (start > 0 && before[start - 1] != ' ' && before[start - 1] != '\t' && before[start - 1] != '(' &&
+         before[start - 1] != '\'' && before[start - 1] != '"' && before[start - 1] != '=') {
     --start;
   }
   const std::string_view token = before.substr(start);
-  if (token.empty() || token == "*" || token.back() == ']') return true;
-  bool digits_only = true, has_dot = false;
+  if (token.empty()) return start == 0 || before[start - 1] == ' ' || before[start - 1] == '\t';
+  if (token == "*" || token == "::" || token == "localhost" || token.back() == ']') return true;
+  bool has_dot = false;
   for (char c : token) {
-    if (c == '.') has_dot = true;
-    else if (!is_digit(c)) digits_only = false;
+    if (c == '.') {
+      has_dot = true;
+    } else if (!is_digit(c)) {
+      return false;
+    }
   }
-  if (digits_only) return has_dot;                       // 127.0.0.1, not 12 (of 12:34)
-  return token.find(':') == std::string_view::npos;      // localhost, my-host.example
+  return has_dot;  // 127.0.0.1, not 12 (of 12:34)
 }
 
 }  // namespace
 
+// True unless the line names a port in a form that leaves no doubt and none of those
+// is `port`: a line that may be about our port counts as one.
 bool names_port(std::string_view line, std::uint16_t port) {
   bool named_any = false;
   for (std::size_t i = 0; i < line.size();) {

@@ -28,9 +28,11 @@ start_outcome readiness_engine::fail(std::error_code code, const std::string& re
 // malformed announcements, fail patterns; latches the event-driven probes.
 std::optional<start_outcome> readiness_engine::take_events() {
   std::optional<failure> bad;
+  std::optional<failure> thrown;
   std::optional<std::string> fail_line;
   {
     std::lock_guard lock(ev_.m);
+    thrown = ev_.thrown;
     for (auto& d : ev_.notify_pending) {
       if (d.in_tree == -2) d.in_tree = world_.sender_in_tree(d.sender);
       // In the tree; or gone before it could be checked (a short-lived helper such as
@@ -59,7 +61,8 @@ std::optional<start_outcome> readiness_engine::take_events() {
       if (probes[i].what == probe::kind::notify && ev_.notify_signal) passed_[i] = true;
     }
   }
-  if (auto thrown = world_.callback_failure()) return fail(errc::callback_threw, thrown->detail, false);
+  if (!thrown) thrown = world_.callback_failure();
+  if (thrown) return fail(errc::callback_threw, thrown->detail, false);
   if (bad) {
     out_.kind = attempt::result::failed;
     out_.reason = bad->message();

@@ -303,7 +303,7 @@ result<void> start_attempt::open_notify_socket(process_options& o) {
   }
   o.env.set.emplace_back("NOTIFY_SOCKET", "@" + name);
   auto ev = ev_;
-  notify_watch_ = watch_fd(fd.release(), [ev](int sock) {
+  notify_watch_ = watch_fd(fd.get(), [ev](int sock) {
       char data[4096];
       alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred))];
       iovec iov{data, sizeof data - 1};
@@ -337,6 +337,7 @@ result<void> start_attempt::open_notify_socket(process_options& o) {
       });
       return true;
     });
+  fd.release();  // the watch owns it now
   return {};
 }
 
@@ -349,7 +350,24 @@ void start_attempt::tap_events(process_options& o) {
   const std::uint16_t use_port = use_port_;
   o.output.on_line = [ev, m, user_on_line, use_port](stream s, std::string_view line) {
     ev->update([&] { return take_line(*ev, *m, line, use_port); });
-    if (user_on_line) user_on_line(s, line);
+    if (!user_on_line) return;
+    try {
+      user_on_line(s, line);
+    } catch (...) {
+      // Wake the wait at once with the reason; the output layer records it as well.
+      std::string what = "on_line threw an exception that is not a std::exception";
+      try {
+        throw;
+      } catch (const std::exception& e) {
+        what = std::string("on_line threw: ") + e.what();
+      } catch (...) {
+      }
+      ev->update([&] {
+        if (!ev->thrown) ev->thrown = failure{make_error_code(errc::callback_threw), what};
+        return true;
+      });
+      throw;
+    }
   };
   o.on_exit = [ev](const exit_status&) {
     ev->update([&] {

@@ -48,6 +48,7 @@ struct start_events {
   bool ready_fd_signal = false;
   bool notify_signal = false;
   std::optional<failure> bad;
+  std::optional<failure> thrown;  // the user's on_line threw (it also wakes the waiter)
   bool exited = false;
   std::string ready_fd_buffer;
   // Datagrams from NOTIFY_SOCKET, parsed by the waiting thread, with the sender as the
