@@ -190,7 +190,9 @@ detail::unique_fd open_lock_file(const std::filesystem::path& path) {
   detail::unique_fd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600));
   if (!fd) return fd;
   struct stat st {};
-  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::getuid()) {
+  // One name only: a lock file hard-linked to a file elsewhere would get that file
+  // overwritten by the record.
+  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::getuid() || st.st_nlink != 1) {
     errno = EPERM;
     return detail::unique_fd();
   }

@@ -212,6 +212,30 @@ TEST_F(LeaseTest, RefusesAWorldWritableDirectory) {
   EXPECT_NE(r.error().message().find("0777"), std::string::npos) << r.error().message();
 }
 
+TEST_F(LeaseTest, NeverAdvisesMakingASharedDirectoryPrivate) {
+  // A sticky, world-writable directory such as /tmp: the advice is a private directory
+  // inside it, never "chmod 700" of the shared one.
+  std::filesystem::create_directory(dir_ / "shared");
+  ::chmod((dir_ / "shared").c_str(), 01777);
+  auto r = lease::try_acquire({.range = port_range{30000, 30000}, .directory = dir_ / "shared"});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::unsafe_state_dir);
+  EXPECT_EQ(r.error().message().find("chmod 700"), std::string::npos) << r.error().message();
+  EXPECT_NE(r.error().message().find("mkdir -m 700"), std::string::npos) << r.error().message();
+}
+
+TEST_F(LeaseTest, ALockFileLinkedToAnotherFileIsLeftAlone) {
+  // A lock file hard-linked to a file elsewhere: writing the record would overwrite it.
+  std::filesystem::create_directory(dir_ / "pool");
+  ::chmod((dir_ / "pool").c_str(), 0700);
+  const auto outside = dir_ / "precious.txt";
+  std::ofstream(outside) << "keep me\n";
+  ASSERT_EQ(::link(outside.c_str(), (dir_ / "pool" / "30000.lock").c_str()), 0);
+  auto r = lease::try_acquire({.range = port_range{30000, 30000}, .directory = dir_ / "pool"});
+  EXPECT_FALSE(r) << "the linked lock file was used";
+  EXPECT_EQ(harness_test::read_text(outside.string()), "keep me\n");
+}
+
 TEST_F(LeaseTest, RefusesADirectoryOfAnotherUser) {
   if (::getuid() != 0) GTEST_SKIP() << "needs root to create another user's directory";
   std::filesystem::create_directory(dir_ / "theirs");

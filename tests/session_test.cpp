@@ -2,6 +2,8 @@
 #include "harness/session.hpp"
 
 #include <gtest/gtest.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
@@ -293,6 +295,40 @@ TEST_F(SessionTest, AnInUseLineAboutAnotherPortIsNotACollision) {
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, errc::exited_before_ready) << r.error().message();
   EXPECT_EQ(r.error().message().find("2. port "), std::string::npos) << "it was respawned: " << r.error().message();
+}
+
+TEST_F(SessionTest, AReportFifoWithoutAReaderDoesNotHangStop) {
+  // HARNESS_REPORT names a FIFO nobody reads: the line is given up at once.
+  const std::string fifo = path("report.fifo");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  ::setenv("HARNESS_REPORT", fifo.c_str(), 1);
+  session s = session::start({.command = fx({"--port={port}"})});
+  const auto started = std::chrono::steady_clock::now();
+  s.stop();
+  ::unsetenv("HARNESS_REPORT");
+  EXPECT_LT(std::chrono::steady_clock::now() - started, harness::timeouts::scaled(10s)) << "stop() hung";
+}
+
+TEST_F(SessionTest, AFifoAsTheLogPruneStampDoesNotHangASpawn) {
+  // <state dir>/logs/.pruned is a FIFO with an old time: the next spawn must not block
+  // opening it.
+  const auto state = dir_ / "state";
+  std::filesystem::create_directories(state / "logs");
+  ::chmod(state.c_str(), 0700);
+  ::chmod((state / "logs").c_str(), 0700);
+  const auto stamp = state / "logs" / ".pruned";
+  ASSERT_EQ(::mkfifo(stamp.c_str(), 0600), 0);
+  const timespec old[2] = {{1000, 0}, {1000, 0}};
+  ASSERT_EQ(::utimensat(AT_FDCWD, stamp.c_str(), old, 0), 0);
+  const char* log_dir = std::getenv("HARNESS_LOG_DIR");
+  const std::string saved = log_dir != nullptr ? log_dir : "";
+  ::unsetenv("HARNESS_LOG_DIR");  // the default, pruned log directory
+  ::setenv("HARNESS_STATE_DIR", state.c_str(), 1);
+  auto p = harness::process::try_spawn({.argv = {fixture_server(), "--exit-before-ready=0"}});
+  ::unsetenv("HARNESS_STATE_DIR");
+  if (!saved.empty()) ::setenv("HARNESS_LOG_DIR", saved.c_str(), 1);
+  ASSERT_TRUE(p) << p.error().message();
+  EXPECT_EQ(p->wait_for(10s), harness::exit_status::exited_with(0));
 }
 
 TEST_F(SessionTest, CallbackProbeIsPolledUntilReady) {

@@ -363,6 +363,17 @@ TEST(CliRun, FailOnPatternFailsTheStart) {
   EXPECT_LT(o.took, harness::timeouts::scaled(20s)) << "waited for the readiness deadline";
 }
 
+TEST(CliRun, SigchldIgnoredByWhoeverStartedItChangesNoStatus) {
+  // Some CI shells start programs with SIGCHLD ignored (inherited across exec): the
+  // --then client's status and the server's must still be exact.
+  const auto started = clock_type::now();
+  harness::process p = harness::process::spawn(
+      {.argv = {"/bin/sh", "-c", "trap '' CHLD; exec \"$0\" \"$@\"", HARNESS_CLI, "run", "--then", "exit 3", "--",
+                fx, "--port={port}"}});
+  const outcome o = finish(p, started);
+  EXPECT_EQ(o.status, exit_status::exited_with(3)) << o;
+}
+
 TEST(CliRun, ServerAndClientStartWithACleanSignalState) {
   // harness blocks SIGINT/SIGTERM/SIGHUP and ignores SIGPIPE for itself only.
   const outcome o = run_cli({"run", "-v", "--then", "grep -E '^Sig(Blk|Ign):' /proc/self/status",

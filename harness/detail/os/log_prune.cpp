@@ -9,6 +9,8 @@
 #include <set>
 #include <thread>
 
+#include "harness/detail/os/unique_fd.hpp"
+
 #include "harness/timeouts.hpp"
 
 namespace harness::detail {
@@ -82,9 +84,12 @@ void prune_logs_in_background(const std::filesystem::path& dir) {
   const auto stamp = dir / ".pruned";
   struct stat st {};
   if (::stat(stamp.c_str(), &st) == 0 && ::time(nullptr) - st.st_mtime < 3600) return;
-  const int fd = ::open(stamp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) return;
-  ::close(fd);
+  // Never blocks (a FIFO put there opens with ENXIO) and never writes through a link: the
+  // stamp must be a regular file of ours with one name; only its time is touched.
+  const unique_fd fd(::open(stamp.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600));
+  if (!fd) return;
+  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::getuid() || st.st_nlink != 1) return;
+  ::futimens(fd.get(), nullptr);
   std::thread([dir, max_age] { prune_logs(dir, max_age); }).detach();
 }
 

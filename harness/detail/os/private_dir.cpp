@@ -37,9 +37,15 @@ result<void> ensure_private_dir(const std::filesystem::path& dir) {
   if ((st.st_mode & 077) != 0) {
     char mode[8];
     std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 0777));
+    // A shared directory (/tmp) must never be made private: point to one of your own.
+    const bool shared = (st.st_mode & (S_ISVTX | S_IWOTH)) != 0;
     return make_failure(errc::unsafe_state_dir,
-                        dir.string() + " has mode " + mode +
-                            "; it must be private (0700). Fix it with: chmod 700 " + dir.string());
+                        dir.string() + " has mode " + mode + "; it must be private (0700). " +
+                            (shared ? "It is a shared directory: set HARNESS_STATE_DIR to a private directory of "
+                                      "your own inside it, e.g. mkdir -m 700 " +
+                                          (dir / ("serve-harness-" + std::to_string(::getuid()))).string()
+                                    : "If it is yours alone: chmod 700 " + dir.string() +
+                                          "; otherwise set HARNESS_STATE_DIR to a private directory"));
   }
   return {};
 }
