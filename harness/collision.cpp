@@ -94,12 +94,19 @@ result<collision_classifier> collision_classifier::make(const std::vector<collis
 }
 
 std::optional<std::string> collision_classifier::classify(std::string_view line) const {
-  line = line.substr(0, 4096);
-  const bool builtin_possible = may_match_builtin(line);
-  for (const auto& e : entries_) {
-    if (e.builtin && !builtin_possible) continue;
-    if (e.re.matches(line)) return e.ecosystem;
-  }
+  // The first and the last 4 KiB of a line: the message is at one end or the other
+  // (a long JSON log record, a prefix of context), and the regex cost stays bounded.
+  constexpr std::size_t window = 4096;
+  auto in = [&](std::string_view part) -> std::optional<std::string> {
+    const bool builtin_possible = may_match_builtin(part);
+    for (const auto& e : entries_) {
+      if (e.builtin && !builtin_possible) continue;
+      if (e.re.matches(part)) return e.ecosystem;
+    }
+    return std::nullopt;
+  };
+  if (auto eco = in(line.substr(0, window))) return eco;
+  if (line.size() > window) return in(line.substr(line.size() - window));
   return std::nullopt;
 }
 

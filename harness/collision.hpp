@@ -14,7 +14,7 @@
 //   harness::collision_classifier::make({{"myserver", R"(port \d+ is busy)"}});
 //
 // Patterns are case-sensitive Perl-style regular expressions searched anywhere in a
-// line; only the first 4096 bytes of a line are looked at. A session then takes a
+// line; the first and the last 4096 bytes of a line are looked at. A session then takes a
 // matching line as its port being taken unless the line names ports only in forms that
 // leave no doubt ("port 11211", "127.0.0.1:8080", "*:6379", "[::]:8080", ":::8080") and
 // none of them is the session's (memcached's fixed UDP port, say); this applies to

@@ -2,7 +2,7 @@
 // real port-in-use lines as the common ecosystems print them (each must get the label
 // the built-in table gives), the table's precedence where a line carries several
 // ecosystems' markers, lines that must not classify (normal startup lines, other bind
-// errors), extra patterns, copies/moves, the 4096-byte window and the built-in table.
+// errors), extra patterns, copies/moves, the 4096-byte windows and the built-in table.
 #include "harness/collision.hpp"
 #include "harness/detail/text/regex.hpp"
 #include "harness/error.hpp"
@@ -344,8 +344,15 @@ TEST(CollisionLongLines, MessageInTheFirst4096BytesClassifies) {
   EXPECT_EQ(builtin_classifier().classify(line), "python");
 }
 
-TEST(CollisionLongLines, MessageOnlyAfter4096BytesIsIgnored) {
-  // Documented: only the first 4096 bytes of a line are looked at.
+TEST(CollisionLongLines, MessageInTheLast4096BytesClassifies) {
+  // A long record with the message at its end (a JSON log line, a context prefix).
+  const std::string msg = "OSError: [Errno 98] Address already in use";
+  std::string line = std::string(100 * 1024, 'x') + " " + msg;
+  EXPECT_EQ(builtin_classifier().classify(line), "python");
+}
+
+TEST(CollisionLongLines, MessageInTheMiddleOfAHugeLineIsIgnored) {
+  // Documented: the first and the last 4096 bytes of a line are looked at.
   std::string line(100 * 1024, 'x');
   const std::string msg = "OSError: [Errno 98] Address already in use";
   line.replace(4096, msg.size(), msg);
@@ -354,12 +361,15 @@ TEST(CollisionLongLines, MessageOnlyAfter4096BytesIsIgnored) {
   EXPECT_EQ(builtin_classifier().classify(line), std::nullopt);
 }
 
-TEST(CollisionLongLines, WindowBoundaryIsExactly4096Bytes) {
+TEST(CollisionLongLines, WindowBoundariesAreExactly4096Bytes) {
   const std::string msg = "bind: Address already in use";
-  std::string ends_at_4096 = std::string(4096 - msg.size(), 'x') + msg + std::string(1000, 'x');
-  EXPECT_EQ(builtin_classifier().classify(ends_at_4096), "c");
-  std::string ends_at_4097 = std::string(4097 - msg.size(), 'x') + msg + std::string(1000, 'x');
-  EXPECT_EQ(builtin_classifier().classify(ends_at_4097), std::nullopt);
+  const std::string tail(10000, 'x');  // keeps the message out of the last window
+  EXPECT_EQ(builtin_classifier().classify(std::string(4096 - msg.size(), 'x') + msg + tail), "c");
+  EXPECT_EQ(builtin_classifier().classify(std::string(4097 - msg.size(), 'x') + msg + tail), std::nullopt);
+  const std::string head(10000, 'x');  // keeps it out of the first window
+  // Wholly inside the last 4096 bytes, and wholly before them.
+  EXPECT_EQ(builtin_classifier().classify(head + msg + std::string(4096 - msg.size(), 'x')), "c");
+  EXPECT_EQ(builtin_classifier().classify(head + msg + std::string(4096, 'x')), std::nullopt);
 }
 
 // --- the built-in table -----------------------------------------------------------------

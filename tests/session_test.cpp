@@ -331,6 +331,16 @@ TEST_F(SessionTest, AFifoAsTheLogPruneStampDoesNotHangASpawn) {
   EXPECT_EQ(p->wait_for(10s), harness::exit_status::exited_with(0));
 }
 
+TEST_F(SessionTest, AnInUseMessageAtTheEndOfALongLineIsACollision) {
+  // 6 KB of context, then the message: it is still read, and the start respawns.
+  auto r = session::try_start(
+      {.command = fx({"--port={port}", "--eprint=" + std::string(6000, 'x') + " bind: Address already in use",
+                      "--exit-before-ready=1"}),
+       .respawn = {.attempts = 2}});
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("2. port "), std::string::npos) << "not respawned: " << r.error().message();
+}
+
 TEST_F(SessionTest, CallbackProbeIsPolledUntilReady) {
   std::atomic<int> calls{0};
   session s = session::start(
