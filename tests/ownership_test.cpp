@@ -10,7 +10,6 @@
 #include <algorithm>
 #include <chrono>
 #include <random>
-#include <sstream>
 #include <string>
 
 #include "harness/lease.hpp"
@@ -115,14 +114,7 @@ TEST(Ownership, ARunnerWithAForkedChildStillLeavesNothingAndFreesItsPorts) {
   auto forked = runner.output().wait_for_line(R"(^FORKED (\d+)$)", 30s);
   ASSERT_TRUE(forked) << forked.error().message() << runner.output().tail(harness::stream::err);
   ASSERT_TRUE(runner.output().wait_for_line("^READY$", 10s));
-  std::vector<std::uint16_t> ports;
-  for (const auto& line : runner.output().tail_lines(harness::stream::out)) {
-    if (line.rfind("PORT ", 0) != 0) continue;
-    std::istringstream in(line.substr(5));
-    int index = 0, port = 0;
-    in >> index >> port;
-    ports.push_back(static_cast<std::uint16_t>(port));
-  }
+  const auto ports = harness_test::runner_ports(runner);
   ASSERT_EQ(ports.size(), 2u);
   const int child = harness_test::open_pidfd(std::stoi(forked->groups[1]));
   ASSERT_GE(child, 0);

@@ -24,6 +24,7 @@
 #include <gtest/gtest.h>
 
 #include "harness/lease.hpp"
+#include "harness/process.hpp"
 #include "harness/detail/os/pidfd.hpp"
 #include "tcp_client.hpp"  // tcp_request
 
@@ -137,6 +138,19 @@ inline int listen_on(std::uint16_t port) {
     return -1;
   }
   return fd;
+}
+
+// The ports a server-runner reported ("PORT <i> <port> <pid>" lines), in that order.
+inline std::vector<std::uint16_t> runner_ports(const harness::process& runner) {
+  std::vector<std::uint16_t> ports;
+  for (const auto& line : runner.output().tail_lines(harness::stream::out)) {
+    if (line.rfind("PORT ", 0) != 0) continue;
+    std::istringstream in(line.substr(5));
+    int index = 0, port = 0;
+    in >> index >> port;
+    ports.push_back(static_cast<std::uint16_t>(port));
+  }
+  return ports;
 }
 
 }  // namespace harness_test

@@ -14,15 +14,14 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <future>
 #include <optional>
 #include <iostream>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "harness/session.hpp"
+#include "helpers/start_in_parallel.hpp"
 
 int main(int argc, char** argv) {
   bool fork_child = false;
@@ -49,34 +48,21 @@ int main(int argc, char** argv) {
   }
 
   std::cout << "STARTING" << std::endl;
-  std::mutex out_m;
-  std::vector<std::future<harness::result<harness::session>>> starts;
-  for (std::size_t i = 0; i < commands.size(); ++i) {
-    starts.push_back(std::async(std::launch::async, [&, i] {
-      harness::server_spec spec{.command = commands[i]};
-      if (stop_grace) spec.stop.grace = *stop_grace;
-      auto s = harness::session::try_start(spec);
-      std::lock_guard lock(out_m);
-      if (s) {
-        std::cout << "PORT " << i << " " << s->port() << " " << s->pid() << std::endl;
-      } else {
-        std::cerr << "session " << i << ": " << s.error().message() << std::endl;
-        std::cout << "FAILED " << i << std::endl;
-      }
-      return s;
-    }));
+  std::vector<harness::server_spec> specs;
+  for (const auto& c : commands) {
+    harness::server_spec spec{.command = c};
+    if (stop_grace) spec.stop.grace = *stop_grace;
+    specs.push_back(std::move(spec));
   }
-  std::vector<harness::session> sessions;
-  bool failed = false;
-  for (auto& f : starts) {
-    auto s = f.get();
+  auto sessions = harness_test::start_in_parallel(specs, [](std::size_t i, const auto& s) {
     if (s) {
-      sessions.push_back(std::move(*s));
+      std::cout << "PORT " << i << " " << s->port() << " " << s->pid() << std::endl;
     } else {
-      failed = true;
+      std::cerr << "session " << i << ": " << s.error().message() << std::endl;
+      std::cout << "FAILED " << i << std::endl;
     }
-  }
-  if (failed) return 1;
+  });
+  if (!sessions) return 1;
   if (fork_child) {
     const pid_t child = ::fork();
     if (child == 0) {
@@ -87,7 +73,7 @@ int main(int argc, char** argv) {
   std::cout << "READY" << std::endl;
   if (stop_grace) {
     std::cout << "STOPPING" << std::endl;
-    for (auto& s : sessions) s.stop();
+    for (auto& s : *sessions) s.stop();
     std::cout << "STOPPED" << std::endl;
   }
   for (;;) ::pause();

@@ -19,9 +19,7 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <future>
 #include <iostream>
-#include <mutex>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -30,6 +28,7 @@
 #include "harness/detail/proc/io_thread.hpp"
 #include "harness/process.hpp"
 #include "harness/session.hpp"
+#include "helpers/start_in_parallel.hpp"
 
 using namespace std::chrono_literals;
 
@@ -106,33 +105,18 @@ int run_sessions(const std::string& fixture, std::string_view delays_text) {
   // The token first: the test may kill us the moment it has read it.
   std::cout << "TOKEN " << harness::detail::io_thread::get().runner_token() << std::endl;
 
-  std::mutex out_m;
+  std::vector<harness::server_spec> specs;
+  for (const auto& c : commands) specs.push_back({.command = c});
   int ready = 0;
-  std::vector<std::future<harness::result<harness::session>>> starts;
-  for (std::size_t i = 0; i < commands.size(); ++i) {
-    starts.push_back(std::async(std::launch::async, [&, i] {
-      auto s = harness::session::try_start({.command = commands[i]});
-      std::lock_guard lock(out_m);
-      if (s) {
-        std::cout << "LEASE " << s->port() << " " << ++ready << std::endl;
-      } else {
-        std::cerr << "session " << i << ": " << s.error().message() << std::endl;
-        std::cout << "FAILED " << i << std::endl;
-      }
-      return s;
-    }));
-  }
-  std::vector<harness::session> sessions;
-  bool failed = false;
-  for (auto& f : starts) {
-    auto s = f.get();
+  auto sessions = harness_test::start_in_parallel(specs, [&ready](std::size_t i, const auto& s) {
     if (s) {
-      sessions.push_back(std::move(*s));
+      std::cout << "LEASE " << s->port() << " " << ++ready << std::endl;
     } else {
-      failed = true;
+      std::cerr << "session " << i << ": " << s.error().message() << std::endl;
+      std::cout << "FAILED " << i << std::endl;
     }
-  }
-  if (failed) return 1;
+  });
+  if (!sessions) return 1;
   std::cout << "READY" << std::endl;
   for (;;) ::pause();
 }

@@ -214,18 +214,6 @@ harness::process start_runner(const std::string& dir, const std::vector<std::str
   return harness::process::spawn({.argv = argv, .follow_daemon = false});
 }
 
-std::vector<std::uint16_t> ports_of(const harness::process& runner) {
-  std::vector<std::uint16_t> ports;
-  for (const auto& line : runner.output().tail_lines(harness::stream::out)) {
-    if (line.rfind("PORT ", 0) == 0) {
-      std::istringstream in(line.substr(5));
-      int index = 0, port = 0;
-      in >> index >> port;
-      ports.push_back(static_cast<std::uint16_t>(port));
-    }
-  }
-  return ports;
-}
 
 TEST_F(Real, RunnerSigkilledAtSeveralMomentsLeavesNoServer) {
   // Before any server is ready, when the first is, and when all are.
@@ -239,7 +227,7 @@ TEST_F(Real, RunnerSigkilledAtSeveralMomentsLeavesNoServer) {
     }
     ASSERT_TRUE(runner.signal(SIGKILL));
     ASSERT_TRUE(runner.wait_for(10s));
-    const auto ports = ports_of(runner);
+    const auto ports = harness_test::runner_ports(runner);
     expect_nothing_left(ports, "runner killed after " + moment);
     for (auto port : ports) {
       auto again = harness::lease::try_acquire({.range = harness::port_range{port, port}});
@@ -257,7 +245,7 @@ TEST_F(Real, RunnerWithAForkedChildStillLeavesNothingAndFreesItsPorts) {
   const int child = harness_test::open_pidfd(std::stoi(forked->groups[1]));
   ASSERT_GE(child, 0);
   ASSERT_TRUE(runner.signal(SIGKILL));  // the runner only: its forked child lives on
-  const auto ports = ports_of(runner);
+  const auto ports = harness_test::runner_ports(runner);
   ASSERT_EQ(ports.size(), 3u);
   expect_nothing_left(ports, "runner killed, its forked child alive");
   EXPECT_FALSE(harness_test::pidfd_exited(child)) << "the forked child was meant to live on";
@@ -282,7 +270,7 @@ TEST_F(Real, NestedRunnersLeaveNothing) {
          .follow_daemon = false});
     auto ready = outer.output().wait_for_line("^READY$", 30s);
     ASSERT_TRUE(ready) << ready.error().message() << outer.output().tail(harness::stream::err);
-    const auto ports = ports_of(outer);
+    const auto ports = harness_test::runner_ports(outer);
     ASSERT_EQ(ports.size(), 1u);
     EXPECT_EQ(ping_redis(ports[0]), "+PONG\r");
     if (kill) {
