@@ -80,6 +80,70 @@ std::vector<row> rows() {
   }
   {
     auto o = lease_obs();
+    o.on_port = listener::foreign;
+    add("a stranger on the leased port, no message, probes failing: collision at once", o, outcome::collision,
+        errc{}, "the listener on port 21000 is not our server: port 21000 is held by pid 77");
+  }
+  {
+    auto o = lease_obs();
+    o.on_port = listener::shared;
+    add("the server holds some addresses, a stranger another: collision", o, outcome::collision, errc{},
+        "listens on port 21000 but not on all its addresses");
+  }
+  {
+    auto o = lease_obs();
+    o.probes_passed = true;
+    o.on_port = listener::shared;
+    add("probes passed but a stranger holds one of the addresses: collision", o, outcome::collision, errc{},
+        "not on all its addresses");
+  }
+  {
+    auto o = lease_obs();
+    o.in_use_line = "memcached: failed to listen on TCP port 21000: Address already in use";
+    o.on_port = listener::shared;
+    add("in-use line with our listener and a stranger's: collision", o, outcome::collision, errc{},
+        "Address already in use; port 21000 is held by pid 77");
+  }
+  {
+    auto o = announce_obs();
+    o.port = 21500;
+    o.probes_passed = true;
+    o.on_port = listener::ours;
+    add("announce: the announced port is the server's: ready", o, outcome::ready);
+  }
+  {
+    auto o = announce_obs();
+    o.port = 21500;
+    o.probes_passed = true;
+    add("announce: announced before listening: wait", o, outcome::wait);
+  }
+  {
+    auto o = announce_obs();
+    o.port = 21500;
+    o.probes_passed = true;
+    o.on_port = listener::foreign;
+    o.holders = "port 21500 is held by pid 77 (nc, user root): nc -l 21500";
+    add("announce: a stranger listens on the announced port: failed", o, outcome::failed, errc::bad_announcement,
+        "the server announced port 21500, but port 21500 is held by pid 77", false);
+  }
+  {
+    auto o = announce_obs();
+    o.port = 21500;
+    o.probes_passed = true;
+    o.on_port = listener::shared;
+    add("announce: the server and a stranger on other addresses: ready", o, outcome::ready);
+  }
+  {
+    auto o = announce_obs();
+    o.port = 21500;
+    o.probes_passed = true;
+    o.deadline_passed = true;
+    o.waiting_for = "a listener of the server on the announced port 21500";
+    add("announce: deadline with nobody on the announced port: timeout", o, outcome::failed, errc::ready_timeout,
+        "still waiting for a listener of the server on the announced port 21500", false);
+  }
+  {
+    auto o = lease_obs();
     o.probes_passed = true;
     o.on_port = listener::foreign;
     add("probes passed, a stranger answered: collision", o, outcome::collision, errc{},
@@ -113,7 +177,7 @@ std::vector<row> rows() {
     o.deadline_passed = true;
     o.on_port = listener::foreign;
     add("deadline with a stranger on the port: collision", o, outcome::collision, errc{},
-        "not ready in time while port 21000 is held by pid 77");
+        "the listener on port 21000 is not our server: port 21000 is held by pid 77");
   }
   {
     auto o = announce_obs();

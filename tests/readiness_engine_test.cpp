@@ -62,8 +62,8 @@ class fake_world final : public readiness_world {
   bool server_running() override { return running; }
   exit_status settle_exit() override { return status; }
   std::vector<int> tree() override { return tree_pids; }
-  listener who_listens(bool, std::string& holders) override {
-    if (on_port == listener::foreign) holders = "port 21000 is held by pid 9 (nc)";
+  listener who_listens(std::uint16_t, bool, std::string& holders) override {
+    if (on_port == listener::foreign || on_port == listener::shared) holders = "port 21000 is held by pid 9 (nc)";
     return on_port;
   }
   int sender_in_tree(int pid) override { return pid == 100 ? 1 : 0; }
@@ -189,6 +189,60 @@ TEST(ReadinessEngine, AStrangerOnTheLeasedPortIsACollision) {
   auto out = c.run();
   ASSERT_EQ(out.kind, attempt_result::collision);
   EXPECT_NE(out.reason.find("is not our server"), std::string::npos) << out.reason;
+}
+
+// memcached's quiet case: its 0.0.0.0 bind fails next to a stranger on 127.0.0.2 and its
+// [::] bind succeeds, so the probe on 127.0.0.1 is refused and no line comes. The
+// stranger is seen at the next poll, not at the deadline.
+TEST(ReadinessEngine, AStrangerNextToOurListenerIsACollisionAtTheNextPoll) {
+  engine_case c;
+  c.ready.probes = {probe::tcp()};
+  c.ready.timeout = 30s;
+  c.world.on_port = listener::nobody;
+  c.world.probe_fn = [](const probe&, std::uint16_t) {
+    return readiness_world::probe_try{false, "connection refused", {}};
+  };
+  c.world.on_sleep = [&](int round) {
+    if (round == 2) c.world.on_port = listener::shared;
+  };
+  auto out = c.run();
+  ASSERT_EQ(out.kind, attempt_result::collision) << out.reason;
+  EXPECT_NE(out.reason.find("not on all its addresses"), std::string::npos) << out.reason;
+  EXPECT_EQ(c.world.sleeps.size(), 2u);
+}
+
+TEST(ReadinessEngine, AnnounceModeWaitsForTheServersListenerOnTheAnnouncedPort) {
+  engine_case c;
+  c.mode = port_mode::announce;
+  c.ready.probes = {};
+  c.world.on_port = listener::nobody;
+  {
+    std::lock_guard lock(c.ev.m);
+    harness::detail::take_ready_fd_bytes(c.ev, "PORT=21500\n");
+  }
+  c.world.on_sleep = [&](int round) {
+    if (round == 3) c.world.on_port = listener::ours;
+  };
+  auto out = c.run();
+  ASSERT_EQ(out.kind, attempt_result::ready) << out.reason;
+  EXPECT_EQ(out.port, 21500);
+  EXPECT_EQ(c.world.sleeps.size(), 3u);
+}
+
+TEST(ReadinessEngine, AnnounceModeRefusesAPortAStrangerListensOn) {
+  engine_case c;
+  c.mode = port_mode::announce;
+  c.ready.probes = {};
+  c.world.on_port = listener::foreign;
+  {
+    std::lock_guard lock(c.ev.m);
+    harness::detail::take_ready_fd_bytes(c.ev, "PORT=21500\n");
+  }
+  auto out = c.run();
+  ASSERT_EQ(out.kind, attempt_result::failed);
+  EXPECT_EQ(out.error.code, errc::bad_announcement);
+  EXPECT_NE(out.error.detail.find("announced port 21500, but port 21000 is held by pid 9"), std::string::npos)
+      << out.error.detail;
 }
 
 TEST(ReadinessEngine, LeaseWaitsForItsOwnListenerAfterTheProbePasses) {

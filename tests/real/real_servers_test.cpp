@@ -8,11 +8,15 @@
 // (leftovers.hpp), listeners with `ss`. The tests share RESOURCE_LOCK real-servers, so
 // no other test starts these programs meanwhile.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
+#include <iostream>
+#include <optional>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -118,6 +122,102 @@ class Real : public testing::Test {
 
 std::string ping_redis(std::uint16_t port) {
   return harness_test::tcp_request(port, "PING").value_or("(no answer)");
+}
+
+// A stranger that takes the leased port on some address after the lease (the lease
+// itself checks every address of both families). It listens when the first attempt
+// prints "PORT-IS <port>", then lets the server go on through a FIFO.
+class late_stranger {
+ public:
+  late_stranger(std::string fifo, int family, const char* address)
+      : fifo_(std::move(fifo)), family_(family), address_(address) {
+    EXPECT_EQ(::mkfifo(fifo_.c_str(), 0600), 0) << fifo_;
+  }
+  late_stranger(const late_stranger&) = delete;
+  late_stranger& operator=(const late_stranger&) = delete;
+  ~late_stranger() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  std::function<void(harness::stream, std::string_view)> callback() {
+    return [this](harness::stream, std::string_view line) {
+      if (line.rfind("PORT-IS ", 0) == 0) {
+        if (fd_ < 0) {
+          port_ = static_cast<std::uint16_t>(std::stoi(std::string(line.substr(8))));
+          fd_ = harness_test::listen_on_address(family_, address_, port_);
+        }
+        std::ofstream(fifo_) << "go\n";  // every attempt's shell waits for this
+      } else if (line.find("Address already in use") != std::string::npos && !message_at_) {
+        message_at_ = std::chrono::steady_clock::now();
+      }
+    };
+  }
+  std::uint16_t port() const { return port_; }
+  bool listening() const { return fd_ >= 0; }
+  std::optional<std::chrono::steady_clock::time_point> message_at() const { return message_at_; }
+
+ private:
+  std::string fifo_;
+  int family_;
+  const char* address_;
+  int fd_ = -1;
+  std::uint16_t port_ = 0;
+  std::optional<std::chrono::steady_clock::time_point> message_at_;
+};
+
+// memcached binds 0.0.0.0 and [::] and skips, without a word, an address whose bind
+// fails with EADDRINUSE: with a stranger on 127.0.0.2 it serves only IPv6, and a probe
+// on 127.0.0.1 would be refused until the timeout. The stranger is seen on the port
+// next to memcached's own listener, and the start moves to a fresh port at once.
+TEST_F(Real, MemcachedThatQuietlyLosesAnAddressIsStartedAgainOnAFreshPort) {
+  late_stranger stranger(dir_ + "/go", AF_INET, "127.0.0.2");
+  auto r = session::try_start(
+      {.command = {"/bin/sh", "-c", "echo \"PORT-IS $1\"; read go < \"$0\"; exec memcached -u nobody -p \"$1\" -U 0",
+                   dir_ + "/go", "{port}"},
+       .respawn = {.backoff_base = 1ms},
+       .output = {.on_line = stranger.callback()}});
+  ASSERT_TRUE(r) << r.error().message();
+  ASSERT_TRUE(stranger.listening());
+  ASSERT_EQ(r->attempts().size(), 2u) << harness::format_attempts(r->attempts());
+  const auto& first = r->attempts()[0];
+  EXPECT_EQ(first.port, stranger.port());
+  EXPECT_EQ(first.outcome, harness::attempt::result::collision);
+  EXPECT_NE(first.reason.find("held by pid " + std::to_string(::getpid())), std::string::npos) << first.reason;
+  EXPECT_EQ(first.reason.find("not ready in time"), std::string::npos) << "waited for the timeout: " << first.reason;
+  EXPECT_EQ(harness_test::tcp_request(r->port(), "version").value_or("").rfind("VERSION ", 0), 0u);
+  std::cout << "memcached: collision judged " << first.duration.count() << " ms after the spawn\n";
+  const auto port = r->port();
+  r->stop();
+  expect_nothing_left({port}, "after stop");
+}
+
+// nginx retries a failed bind for about 2.5 s before it gives up and exits: the start
+// acts on its message and the stranger holding the port, not on that exit.
+TEST_F(Real, NginxRetryingItsBindIsStartedAgainWithoutWaitingForItsExit) {
+  std::ofstream(dir_ + "/nginx.conf.in")
+      << "daemon off;\npid " << dir_ << "/nginx-PORT.pid;\n"
+      << "error_log stderr;\nworker_processes 1;\nevents {}\nhttp {\n  access_log off;\n"
+      << "  client_body_temp_path " << dir_ << ";\n  proxy_temp_path " << dir_ << ";\n"
+      << "  fastcgi_temp_path " << dir_ << ";\n  uwsgi_temp_path " << dir_ << ";\n"
+      << "  scgi_temp_path " << dir_ << ";\n"
+      << "  server { listen 127.0.0.1:PORT; location / { return 200 \"hello\\n\"; } }\n}\n";
+  late_stranger stranger(dir_ + "/go", AF_INET, "127.0.0.1");
+  auto r = session::try_start(
+      {.command = {"/bin/sh", "-c",
+                   "echo \"PORT-IS $1\"; read go < \"$0/go\"; sed \"s/PORT/$1/g\" \"$0/nginx.conf.in\" > "
+                   "\"$0/nginx-$1.conf\" && exec nginx -c \"$0/nginx-$1.conf\"",
+                   dir_, "{port}"},
+       .respawn = {.backoff_base = 1ms},
+       .output = {.on_line = stranger.callback()}});
+  ASSERT_TRUE(r) << r.error().message();
+  ASSERT_EQ(r->attempts().size(), 2u) << harness::format_attempts(r->attempts());
+  const auto& first = r->attempts()[0];
+  EXPECT_EQ(first.outcome, harness::attempt::result::collision);
+  EXPECT_NE(first.reason.find("held by pid " + std::to_string(::getpid())), std::string::npos) << first.reason;
+  EXPECT_EQ(first.reason.find("exited ("), std::string::npos) << "waited for nginx to give up: " << first.reason;
+  std::cout << "nginx: collision judged " << first.duration.count() << " ms after the spawn\n";
+  const auto port = r->port();
+  r->stop();
+  expect_nothing_left({port}, "after stop");
 }
 
 TEST_F(Real, RedisThatDaemonizesIsFollowedAndStoppedCompletely) {

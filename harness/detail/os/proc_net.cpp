@@ -255,15 +255,17 @@ std::string describe_holders(std::uint16_t port) {
 }
 
 ownership listener_owner(std::uint16_t port, const std::vector<pid_t>& pids) {
-  const auto inodes = listening_inodes(port);
+  auto inodes = listening_inodes(port);
   if (inodes.empty()) return ownership::nobody;
+  const std::size_t all = inodes.size();
   for (pid_t pid : pids) {
     for (std::uint64_t i : socket_inodes(pid)) {
-      if (std::find(inodes.begin(), inodes.end(), i) != inodes.end()) return ownership::ours;
+      inodes.erase(std::remove(inodes.begin(), inodes.end(), i), inodes.end());
     }
   }
-  // Someone else's listener (whether or not we can see who it is).
-  return ownership::foreign;
+  if (inodes.empty()) return ownership::ours;
+  // Someone else's listener (whether or not we can see who it is), alone or next to ours.
+  return inodes.size() == all ? ownership::foreign : ownership::shared;
 }
 
 }  // namespace harness::detail::procnet

@@ -44,8 +44,9 @@ std::vector<holder> listening_holders(std::uint16_t port, std::vector<unsigned>*
 // holder is invisible to us.
 std::string describe_holders(std::uint16_t port);
 
-enum class ownership { ours, foreign, nobody };
-// Whether the socket listening on `port` belongs to one of `pids`.
+// Who holds the sockets listening on `port` (every address, both families): none,
+// only processes of `pids`, only others, or both (`shared`).
+enum class ownership { ours, foreign, nobody, shared };
 ownership listener_owner(std::uint16_t port, const std::vector<pid_t>& pids);
 
 }  // namespace harness::detail::procnet

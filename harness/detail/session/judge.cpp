@@ -30,6 +30,7 @@ verdict judge_exit(const observation& o) {
                           left_behind_note(o),
                       true);
       case listener::foreign:
+      case listener::shared:
         return collided("exited (" + status.str() + ") while " + o.holders);
       case listener::nobody:
         break;
@@ -52,27 +53,35 @@ verdict judge_exit(const observation& o) {
 
 verdict judge(const observation& o) {
   if (o.exited) return judge_exit(o);
-  // A port-in-use line while the server runs: a server may report a failed bind it can
-  // live with (another address family) or retry it. It is a collision when somebody
-  // else's listener holds the port.
-  if (o.lease && o.in_use_line && o.on_port == listener::foreign) {
-    return collided(*o.in_use_line + "; " + o.holders);
+  const bool stranger = o.on_port == listener::foreign || o.on_port == listener::shared;
+  if (o.lease && stranger) {
+    // The port was leased free on every address of both families; a stranger's
+    // listener on it now dooms this attempt, whether or not the server said so (nginx
+    // retries its bind for seconds, memcached skips an address it cannot bind
+    // quietly): a fresh port at once, not the rest of the timeout.
+    if (o.in_use_line) return collided(*o.in_use_line + "; " + o.holders);
+    if (o.on_port == listener::shared) {
+      return collided("the server listens on port " + std::to_string(o.port) +
+                      " but not on all its addresses (a stranger holds one): " + o.holders);
+    }
+    return collided("the listener on port " + std::to_string(o.port) + " is not our server: " + o.holders);
+  }
+  // The announced port must be the server's: a stranger's "PORT=" (or a line about
+  // some other program's port) would send the clients elsewhere.
+  if (o.announce && o.port != 0 && o.on_port == listener::foreign) {
+    return failed(errc::bad_announcement,
+                  "the server announced port " + std::to_string(o.port) + ", but " + o.holders +
+                      ", not a process of the server",
+                  false);
   }
   if (o.probes_passed) {
-    if (!o.lease) return {outcome::ready, {}, {}, false};
-    // The probes passed: make sure it is our server that answered on the port.
-    switch (o.on_port) {
-      case listener::ours:
-        return {outcome::ready, {}, {}, false};
-      case listener::foreign:
-        return collided("the listener on port " + std::to_string(o.port) + " is not our server: " + o.holders);
-      case listener::nobody:
-        break;  // not listening yet: wait (the deadline below still applies)
-    }
+    // In lease and announce mode, ready once the server's own listener is on the port
+    // (not yet listening: wait; the deadline below still applies).
+    const bool port_checked = o.lease || (o.announce && o.port != 0);
+    if (!port_checked || o.on_port != listener::nobody) return {outcome::ready, {}, {}, false};
   }
   if (!o.deadline_passed) return {};
   if (o.lease && o.in_use_line) return collided("not ready in time after: " + *o.in_use_line);
-  if (o.lease && o.on_port == listener::foreign) return collided("not ready in time while " + o.holders);
   return failed(errc::ready_timeout,
                 "not ready after " + std::to_string(o.timeout_ms) + " ms; still waiting for " + o.waiting_for,
                 !o.announce);

@@ -19,16 +19,22 @@
 
 namespace harness::detail::start_judge {
 
-enum class listener { nobody, ours, foreign };  // who listens on the port
+// Who listens on the port, on any of its addresses and in both families: nobody, only
+// the server's tree, only others, or both (`shared`: the server bound some of its
+// addresses and a stranger holds another, as when memcached's 0.0.0.0 bind fails
+// quietly next to a listener on 127.0.0.2 while its [::] bind succeeds).
+enum class listener { nobody, ours, foreign, shared };
 
 struct observation {
   bool lease = true;             // lease mode (the port is ours to check)
   bool announce = false;         // announce mode (the port is the server's own)
-  std::uint16_t port = 0;        // the leased port
+  std::uint16_t port = 0;        // the leased port, or in announce mode the announced one
   bool allow_daemon = true;      // server_spec::allow_daemon
   // Set once the server exited before it was ready.
   std::optional<exit_status> exited{};
   std::vector<int> left{};       // processes of its tree still running after that exit
+  // Lease mode: the leased port. Announce mode: the announced port, once announced
+  // (nobody until then).
   listener on_port = listener::nobody;
   std::string holders{};         // who holds the port, for messages
   // "ecosystem: line" of an "address already in use" line about this port.

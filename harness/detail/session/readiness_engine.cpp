@@ -85,7 +85,7 @@ start_judge::observation readiness_engine::observe() const {
 }
 
 void readiness_engine::look_at_port(start_judge::observation& ob, bool whole_tree) {
-  ob.on_port = world_.who_listens(whole_tree, ob.holders);
+  ob.on_port = world_.who_listens(ob.port, whole_tree, ob.holders);
 }
 
 // Carries out a verdict; nullopt: keep waiting.
@@ -149,7 +149,9 @@ std::optional<start_outcome> readiness_engine::run_probes(std::uint16_t known_po
 // Whether the next round must come by itself (a probe to poll, a listener to wait
 // for) rather than on an event.
 bool readiness_engine::polling(bool all) const {
-  bool polling = setup_.mode == port_mode::lease && (!all || in_use_line_);
+  // Lease mode, or announce mode once the port is known: the listener is looked for.
+  const bool port_known = setup_.mode == port_mode::lease || (setup_.mode == port_mode::announce && announced_);
+  bool polling = port_known && (!all || in_use_line_);
   for (std::size_t i = 0; i < passed_.size(); ++i) {
     const auto k = setup_.ready->probes[i].what;
     polling = polling || (!passed_[i] && (k == probe::kind::tcp || k == probe::kind::http || k == probe::kind::callback));
@@ -166,8 +168,9 @@ start_outcome readiness_engine::wait(clock::time_point t0) {
   for (;;) {
     if (auto decided = take_events()) return *decided;
     if (exited_ || !world_.server_running()) return judge_exit();
-    // A port-in-use line while the server still runs: judged before probing.
-    if (lease && in_use_line_) {
+    // Lease mode: a stranger on the leased port (on any address) ends the attempt as a
+    // collision at once, before probing, whether or not a port-in-use line came.
+    if (lease) {
       auto ob = observe();
       look_at_port(ob, false);
       if (auto decided = apply(start_judge::judge(ob))) return *decided;
@@ -192,10 +195,12 @@ start_outcome readiness_engine::wait(clock::time_point t0) {
       auto ob = observe();
       ob.probes_passed = all;
       ob.deadline_passed = late;
-      if (lease) look_at_port(ob, false);
-      if (lease && all && ob.on_port == start_judge::listener::nobody) {
+      ob.port = known_port;
+      if (lease || known_port != 0) look_at_port(ob, false);
+      if ((lease || known_port != 0) && all && ob.on_port == start_judge::listener::nobody) {
         all = false;
-        note_waiting("a listener on port " + std::to_string(setup_.port));
+        note_waiting(lease ? "a listener on port " + std::to_string(known_port)
+                           : "a listener of the server on the announced port " + std::to_string(known_port));
       }
       ob.waiting_for = waiting_for_;
       if (auto decided = apply(start_judge::judge(ob))) {

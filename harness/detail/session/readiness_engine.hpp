@@ -39,9 +39,9 @@ class readiness_world {
   virtual exit_status settle_exit() = 0;
   // The server's pid, then the rest of its tree.
   virtual std::vector<int> tree() = 0;
-  // Who listens on the port (the server's own fds first, or its whole tree); `holders`
+  // Who listens on `port` (the server's own fds first, or its whole tree); `holders`
   // describes a stranger.
-  virtual start_judge::listener who_listens(bool whole_tree, std::string& holders) = 0;
+  virtual start_judge::listener who_listens(std::uint16_t port, bool whole_tree, std::string& holders) = 0;
   // Whether a notify sender is in the server's tree (1, 0, -1 gone).
   virtual int sender_in_tree(int pid) = 0;
   // What a callback of the user's threw on the I/O thread.

@@ -99,15 +99,21 @@ class process_world final : public readiness_world {
   }
   std::vector<int> tree() override { return s_.proc.tree(); }
   // The server itself in the common case, else anyone in its tree (a worker, a child
-  // that execs the real server).
-  start_judge::listener who_listens(bool whole_tree, std::string& holders) override {
+  // that execs the real server). A stranger is confirmed by a second look with a fresh
+  // tree: a listener handed to a worker forked between the two reads is not one.
+  start_judge::listener who_listens(std::uint16_t port, bool whole_tree, std::string& holders) override {
     const auto& proc = s_.proc;
-    auto owner = procnet::listener_owner(port_, whole_tree ? proc.tree() : std::vector<pid_t>{proc.pid()});
-    if (owner == procnet::ownership::foreign && !whole_tree) owner = procnet::listener_owner(port_, proc.tree());
-    if (owner == procnet::ownership::foreign) holders = procnet::describe_holders(port_);
-    return owner == procnet::ownership::ours      ? start_judge::listener::ours
-           : owner == procnet::ownership::foreign ? start_judge::listener::foreign
-                                                   : start_judge::listener::nobody;
+    using procnet::ownership;
+    auto owner = procnet::listener_owner(port, whole_tree ? proc.tree() : std::vector<pid_t>{proc.pid()});
+    if (owner == ownership::foreign || owner == ownership::shared) owner = procnet::listener_owner(port, proc.tree());
+    if (owner == ownership::foreign || owner == ownership::shared) holders = procnet::describe_holders(port);
+    switch (owner) {
+      case ownership::ours: return start_judge::listener::ours;
+      case ownership::foreign: return start_judge::listener::foreign;
+      case ownership::shared: return start_judge::listener::shared;
+      case ownership::nobody: break;
+    }
+    return start_judge::listener::nobody;
   }
   int sender_in_tree(int pid) override { return proctree::is_below(pid, s_.proc.supervisor_pid()); }
   std::optional<failure> callback_failure() override { return s_.proc.output().callback_failure(); }
