@@ -5,6 +5,7 @@
 #include <ctime>
 #include <iostream>
 #include <string>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
@@ -30,6 +31,23 @@ std::string age_text(std::int64_t seconds) {
                   static_cast<long long>(seconds % 86400 / 3600));
   }
   return buf;
+}
+
+// The note as text a terminal shows as it is: control characters (an escape sequence
+// in a server's command line would otherwise reach the terminal) become \xNN.
+std::string printable(std::string_view text) {
+  std::string out;
+  for (const char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", u);
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  return out;
 }
 
 }  // namespace
@@ -82,7 +100,7 @@ int ports_command(const ports_args& args) {
     const std::string since = age(r) >= 0 ? age_text(age(r)) : "-";
     std::snprintf(line, sizeof line, "%-6u %-5s %-8s %-7s ", static_cast<unsigned>(r.port),
                   r.held ? "yes" : "no", pid.c_str(), since.c_str());
-    std::cout << line << r.note << "\n";
+    std::cout << line << printable(r.note) << "\n";
   }
   return exit_code::ok;
 }

@@ -45,8 +45,10 @@ class reporter {
 
 // Library failures that mean a bad command line (detected before anything started).
 bool is_usage_failure(const harness::failure& f) {
+  // HARNESS_PORT_RANGE is part of how the command was invoked: a bad one is a usage error.
   return f.code == errc::invalid_argument || f.code == errc::bad_pattern ||
-         f.code == errc::placeholder_not_allowed || f.code == errc::empty_argv;
+         f.code == errc::placeholder_not_allowed || f.code == errc::empty_argv ||
+         f.code == errc::bad_port_range;
 }
 
 std::string describe_readiness(const harness::server_spec& spec) {

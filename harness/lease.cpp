@@ -4,12 +4,15 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstddef>
 #include <charconv>
 #include <chrono>
 #include <cstdlib>
@@ -70,12 +73,39 @@ port_range ephemeral_port_range() {
   return r;
 }
 
+std::string port_range_warning(const port_range& r) {
+  std::string out;
+  const port_range eph = ephemeral_port_range();
+  if (r.first <= eph.last && eph.first <= r.last) {
+    out = describe(r) + " overlaps the kernel's ephemeral range " + describe(eph) +
+          " (net.ipv4.ip_local_port_range): the kernel may give those ports to any bind(0) or outgoing "
+          "connection at any moment, which no lease can prevent, so a server can lose its port between the "
+          "lease and its bind (a session then starts it again on another port)";
+  }
+  unsigned unprivileged = 1024;
+  if (std::ifstream in("/proc/sys/net/ipv4/ip_unprivileged_port_start"); !(in >> unprivileged)) unprivileged = 1024;
+  if (r.first < unprivileged) {
+    out += std::string(out.empty() ? "" : "; ") + describe(r) + " reaches below " + std::to_string(unprivileged) +
+           ": binding those ports needs privileges (servers not run as root fail with EACCES) and they belong "
+           "to system services";
+  }
+  return out;
+}
+
 result<port_range> default_port_range() {
   if (const char* env = std::getenv("HARNESS_PORT_RANGE"); env != nullptr && *env != '\0') {
     auto r = parse_port_range(env);
     if (!r) {
       return make_failure(errc::bad_port_range, "HARNESS_PORT_RANGE: " + r.error().detail);
     }
+    // Said once per process: the range is still used, as asked.
+    static std::once_flag warned;
+    std::call_once(warned, [&] {
+      if (const auto w = port_range_warning(*r); !w.empty()) {
+        const std::string line = "serve-harness: warning: HARNESS_PORT_RANGE " + w + "\n";
+        (void)!::write(STDERR_FILENO, line.data(), line.size());
+      }
+    });
     return r;
   }
   const port_range eph = ephemeral_port_range();
@@ -97,6 +127,7 @@ result<port_range> default_port_range() {
 
 lease::lease(lease&& other) noexcept
     : fd_(std::exchange(other.fd_, -1)),
+      claim_(std::exchange(other.claim_, -1)),
       port_(std::exchange(other.port_, 0)),
       path_(std::move(other.path_)) {}
 
@@ -104,6 +135,7 @@ lease& lease::operator=(lease&& other) noexcept {
   if (this != &other) {
     release();
     fd_ = std::exchange(other.fd_, -1);
+    claim_ = std::exchange(other.claim_, -1);
     port_ = std::exchange(other.port_, 0);
     path_ = std::move(other.path_);
   }
@@ -151,8 +183,8 @@ void forget_held(int fd) {
 
 }  // namespace
 
-lease::lease(int fd, std::uint16_t port, std::filesystem::path path) noexcept
-    : fd_(fd), port_(port), path_(std::move(path)) {}
+lease::lease(int fd, int claim, std::uint16_t port, std::filesystem::path path) noexcept
+    : fd_(fd), claim_(claim), port_(port), path_(std::move(path)) {}
 
 lease::~lease() { release(); }
 
@@ -161,7 +193,11 @@ void lease::release() noexcept {
     forget_held(fd_);
     ::close(fd_);  // drops the flock; the file stays
   }
-  fd_ = -1;
+  if (claim_ >= 0) {
+    forget_held(claim_);
+    ::close(claim_);  // frees the name
+  }
+  fd_ = claim_ = -1;
 }
 
 namespace {
@@ -199,6 +235,30 @@ detail::unique_fd open_lock_file(const std::filesystem::path& path) {
   return fd;
 }
 
+// The abstract socket name that claims `port` in this network namespace.
+std::string claim_name(std::uint16_t port) { return "serve-harness/port/" + std::to_string(port); }
+
+// Binds the port's abstract name; EADDRINUSE when another lease (of any user, from any
+// state directory) holds it. The fd is known to the fork handler before the name is
+// bound, as the lock fds are.
+detail::unique_fd claim_port(std::uint16_t port) {
+  detail::unique_fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) return fd;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  const std::string name = claim_name(port);
+  std::memcpy(addr.sun_path + 1, name.data(), name.size());  // sun_path[0] = '\0': abstract
+  const auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+  remember_held(fd.get());
+  if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr), len) != 0) {
+    const int err = errno;
+    forget_held(fd.get());
+    fd.reset();
+    errno = err;
+  }
+  return fd;
+}
+
 std::filesystem::path lock_path(const std::filesystem::path& dir, std::uint16_t port) {
   return dir / (std::to_string(port) + ".lock");
 }
@@ -232,7 +292,7 @@ result<lease> lease::try_acquire(const lease_options& options) {
   thread_local std::mt19937 rng(std::random_device{}());
   const std::size_t n = range.size();
   const std::size_t start = std::uniform_int_distribution<std::size_t>(0, n - 1)(rng);
-  std::size_t held = 0, busy = 0, refused = 0;
+  std::size_t held = 0, busy = 0, refused = 0, denied = 0;
   std::string last_refusal;
   for (std::size_t i = 0; i < n; ++i) {
     const auto port = static_cast<std::uint16_t>(range.first + (start + i) % n);
@@ -251,18 +311,43 @@ result<lease> lease::try_acquire(const lease_options& options) {
       ++held;
       continue;
     }
-    auto at = detail::net::parse_host(options.host, port);
-    if (!detail::net::tcp_port_free(*at)) {
+    detail::unique_fd claim;
+    if (options.network_wide) {
+      claim = claim_port(port);
+      if (!claim) {
+        forget_held(fd.get());
+        if (errno == EADDRINUSE) {
+          ++held;  // leased from another state directory, or by another user
+        } else {
+          ++refused;
+          last_refusal = "@" + claim_name(port) + ": " + std::strerror(errno);
+        }
+        continue;
+      }
+    }
+    // Free on the host and on the wildcard of both families: a stranger on
+    // 127.0.0.2:port or [::1]:port would take a wildcard-binding server's socket.
+    if (const int err = detail::net::port_unavailable(*detail::net::parse_host(options.host, port)); err != 0) {
       forget_held(fd.get());  // somebody outside the pool uses it: leave it alone
-      ++busy;
+      if (claim) forget_held(claim.get());
+      if (err == EACCES) {
+        ++denied;
+      } else {
+        ++busy;
+      }
       continue;
     }
     write_record(fd.get(), options.note);
-    return lease(fd.release(), port, path);
+    const int claim_fd = claim.release();
+    return lease(fd.release(), claim_fd, port, path);
   }
   std::string detail = "no free port in " + describe(range) + " on " + options.host + " (" +
                        std::to_string(held) + " leased by other sessions, " +
                        std::to_string(busy) + " in use by other programs";
+  if (denied > 0) {
+    detail += ", " + std::to_string(denied) +
+              " not permitted (ports below net.ipv4.ip_unprivileged_port_start need privileges)";
+  }
   if (refused > 0) {
     detail += ", " + std::to_string(refused) + " lock files refused, e.g. " + last_refusal;
   }
@@ -275,6 +360,34 @@ lease lease::acquire(const lease_options& options) { return try_acquire(options)
 void lease::set_note(std::string_view note) {
   if (fd_ >= 0) write_record(fd_, note);
 }
+
+std::vector<std::uint16_t> claimed_ports(std::string_view proc_net_unix) {
+  // "Num RefCount Protocol Flags Type St Inode Path" lines; an abstract name's path
+  // starts with '@'.
+  constexpr std::string_view prefix = " @serve-harness/port/";
+  std::vector<std::uint16_t> out;
+  while (!proc_net_unix.empty()) {
+    const auto eol = proc_net_unix.find('\n');
+    const std::string_view line = proc_net_unix.substr(0, eol);
+    if (const auto at = line.find(prefix); at != std::string_view::npos) {
+      std::uint16_t port = 0;
+      if (parse_u16(line.substr(at + prefix.size()), port) && port != 0 &&
+          std::find(out.begin(), out.end(), port) == out.end()) {
+        out.push_back(port);
+      }
+    }
+    if (eol == std::string_view::npos) break;
+    proc_net_unix.remove_prefix(eol + 1);
+  }
+  return out;
+}
+
+namespace {
+std::string slurp_proc_net_unix() {
+  std::ifstream in("/proc/net/unix");
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+}  // namespace
 
 result<std::vector<lease_record>> list_leases(const std::filesystem::path& directory) {
   auto dir = pool_directory(directory);
@@ -317,6 +430,20 @@ result<std::vector<lease_record>> list_leases(const std::filesystem::path& direc
     out.push_back(std::move(rec));
   }
   ::closedir(d);
+  // Ports claimed in this network namespace by leases this directory does not know
+  // (another state directory, TMPDIR or user).
+  for (const std::uint16_t port : claimed_ports(slurp_proc_net_unix())) {
+    const bool known = std::any_of(out.begin(), out.end(),
+                                   [&](const lease_record& r) { return r.port == port && r.held; });
+    if (known) continue;
+    out.erase(std::remove_if(out.begin(), out.end(), [&](const lease_record& r) { return r.port == port; }),
+              out.end());
+    lease_record rec;
+    rec.port = port;
+    rec.held = true;
+    rec.note = "(leased from another state directory or by another user)";
+    out.push_back(std::move(rec));
+  }
   std::sort(out.begin(), out.end(),
             [](const lease_record& a, const lease_record& b) { return a.port < b.port; });
   return out;

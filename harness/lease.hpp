@@ -4,12 +4,15 @@
 //   start_server_on(l.port());                          // nobody else gets this port
 //   ...                                                 // until `l` is destroyed
 //
-// A lease is an flock() held on <state dir>/ports/<port>.lock for as long as the lease
-// object lives. Every test process on the machine that uses serve-harness asks the
-// same pool, so no two of them are handed the same port at the same time; when a
-// holder dies (even by SIGKILL) the kernel drops its lock and the port is free again
-// at once. Lock files are never deleted (deleting one would let two holders lock two
-// different files for the same port).
+// A lease is an flock() held on <state dir>/ports/<port>.lock plus an abstract unix
+// socket bound to "@serve-harness/port/<port>", both for as long as the lease object
+// lives. The socket name is unique in the network namespace, so every process that
+// uses serve-harness there — whatever its user, TMPDIR or state directory — asks the
+// same pool, and no two of them are handed the same port at the same time; the lock
+// file carries the record `harness ports` shows. When a holder dies (even by SIGKILL)
+// the kernel drops both and the port is free again at once. Lock files are never
+// deleted (deleting one would let two holders lock two different files for the same
+// port).
 //
 // The pool lies outside the kernel's ephemeral range (ip_local_port_range), so the
 // kernel never hands a leased port to a bind(0) or an outgoing connection. Before a
@@ -49,8 +52,14 @@ result<port_range> parse_port_range(std::string_view text);
 // The kernel's ephemeral range, from /proc/sys/net/ipv4/ip_local_port_range.
 port_range ephemeral_port_range();
 
+// Why a pool of `r` is a poor choice, or "" when it is not: overlapping the ephemeral
+// range (the kernel may hand those ports out at any moment: race-freedom weakens to
+// detect-and-respawn) or reaching below the unprivileged port start.
+std::string port_range_warning(const port_range& r);
+
 // The pool used when a lease does not name one: $HARNESS_PORT_RANGE when set (a bad
-// value is an error), else the widest block of ports outside the ephemeral range,
+// value is an error; a poor one is used, with port_range_warning() printed once on
+// stderr), else the widest block of ports outside the ephemeral range,
 // starting at 20000 when the ephemeral range allows it (20000-32767 on a default
 // Linux whose ephemeral range is 32768-60999).
 result<port_range> default_port_range();
@@ -64,6 +73,12 @@ struct lease_options {
   std::filesystem::path directory{};
   // Written into the lock file for `harness ports` (e.g. the server's command line).
   std::string note{};
+  // Also claim the port for the whole network namespace — which is what a port belongs
+  // to — with an abstract unix socket per port ("@serve-harness/port/<port>"), so that
+  // pools in different state directories (another TMPDIR or HARNESS_STATE_DIR, a
+  // sandbox per test) never hand out the same port at once. Turn it off only for a
+  // private pool carved out of ports this process already holds leases on.
+  bool network_wide = true;
 };
 
 // A lease lives exactly as long as the process that took it: the kernel drops the
@@ -98,8 +113,9 @@ class lease {
   void release() noexcept;
 
  private:
-  lease(int fd, std::uint16_t port, std::filesystem::path path) noexcept;
+  lease(int fd, int claim, std::uint16_t port, std::filesystem::path path) noexcept;
   int fd_ = -1;
+  int claim_ = -1;  // the abstract socket holding the port's name (network_wide)
   std::uint16_t port_ = 0;
   std::filesystem::path path_;
 };
@@ -113,7 +129,13 @@ struct lease_record {
   std::string note{};
 };
 
-// Every lock file in the pool directory, with whether it is held right now.
+// The ports claimed by leases in this network namespace, from the text of
+// /proc/net/unix (exposed for tests and fuzzing; malformed lines are skipped).
+std::vector<std::uint16_t> claimed_ports(std::string_view proc_net_unix);
+
+// Every lock file in the pool directory, with whether it is held right now, and the
+// ports leased in this network namespace from elsewhere (another state directory or
+// user: held, pid 0, a note saying so).
 result<std::vector<lease_record>> list_leases(const std::filesystem::path& directory = {});
 
 }  // namespace harness

@@ -304,7 +304,7 @@ result<void> check_program(const std::filesystem::path& p, const std::string& sh
 
 result<std::string> resolve_program(const process_options& o) {
   const std::string& prog = o.argv.front();
-  if (prog.empty()) return make_failure(errc::program_not_found, "argv[0] is an empty string");
+  if (prog.empty()) return make_failure(errc::invalid_argument, "the program (argv[0]) is an empty string");
   if (prog.find('/') != std::string::npos) {
     std::error_code ec;
     auto abs = std::filesystem::absolute(prog, ec);

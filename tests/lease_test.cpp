@@ -30,7 +30,9 @@ using harness::port_range;
 
 class LeaseTest : public testing::Test {
  protected:
-  harness::lease_options opts(port_range r) { return {.range = r, .directory = dir_}; }
+  // A private pool carved out of a block this process leased: not claimed again
+  // network-wide (the block's own leases hold those names).
+  harness::lease_options opts(port_range r) { return {.range = r, .directory = dir_, .network_wide = false}; }
   const harness_test::temp_dir tmp_{"harness-lease-test"};
   const std::filesystem::path& dir_ = tmp_.path();
 };
@@ -112,10 +114,13 @@ TEST_F(LeaseTest, OtherProcessesLeaseAndAKilledHolderFreesAtOnce) {
   EXPECT_EQ(mine.error().code, errc::pool_exhausted);
   auto listed = harness::list_leases(dir_);
   ASSERT_TRUE(listed);
-  ASSERT_EQ(listed->size(), 1u);
-  EXPECT_TRUE(listed->front().held);
-  EXPECT_EQ(listed->front().pid, holder.pid());
-  EXPECT_EQ(listed->front().note, "lease-holder");
+  // (The list also has the ports other processes lease meanwhile, from other directories.)
+  const auto it = std::find_if(listed->begin(), listed->end(),
+                               [&](const harness::lease_record& r) { return r.port == one.first; });
+  ASSERT_NE(it, listed->end());
+  EXPECT_TRUE(it->held);
+  EXPECT_EQ(it->pid, holder.pid());
+  EXPECT_EQ(it->note, "lease-holder");
   // ...and the moment it is SIGKILLed, the kernel drops its lock: no cleanup needed.
   ASSERT_TRUE(holder.signal(SIGKILL));
   ASSERT_TRUE(holder.wait_for(10s));
@@ -123,6 +128,99 @@ TEST_F(LeaseTest, OtherProcessesLeaseAndAKilledHolderFreesAtOnce) {
   auto after = lease::try_acquire(opts(one));
   ASSERT_TRUE(after) << after.error().message();
   EXPECT_EQ(after->port(), one.first);
+}
+
+// A listener on another address of the port, or in the other family, takes a
+// wildcard-binding server's socket (memcached, redis): such a port is never handed out.
+TEST_F(LeaseTest, AListenerOnAnyAddressOrFamilyOfThePortIsSkipped) {
+  struct stranger {
+    const char* name;
+    int family;
+    const char* address;
+  };
+  const stranger cases[] = {{"127.0.0.2", AF_INET, "127.0.0.2"}, {"[::1]", AF_INET6, "::1"}};
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    auto block = reserve_block(1);
+    ASSERT_EQ(block.size(), 1u);
+    const std::uint16_t port = block[0].port();
+    const int fd = harness_test::listen_on_address(c.family, c.address, port);
+    if (fd < 0) {
+      if (c.family == AF_INET6) continue;  // no IPv6 loopback on this machine
+      FAIL() << "listen on " << c.name << ": " << std::strerror(errno);
+    }
+    auto r = lease::try_acquire(opts({port, port}));
+    EXPECT_FALSE(r) << "port " << port << " handed out while " << c.name << " listens on it";
+    if (!r) {
+      EXPECT_NE(r.error().message().find("1 in use by other programs"), std::string::npos) << r.error().message();
+    }
+    ::close(fd);
+    auto after = lease::try_acquire(opts({port, port}));
+    EXPECT_TRUE(after) << after.error().message();
+  }
+}
+
+// The lease domain is the network namespace: pools in different state directories
+// (another TMPDIR, a sandbox per test) never hand out the same port at once.
+TEST_F(LeaseTest, PoolsInDifferentDirectoriesNeverShareAPort) {
+  const auto a = dir_ / "a", b = dir_ / "b";
+  std::filesystem::create_directory(a);
+  std::filesystem::create_directory(b);
+  ::chmod(a.c_str(), 0700);
+  ::chmod(b.c_str(), 0700);
+  auto block = reserve_block(1);
+  ASSERT_EQ(block.size(), 1u);
+  const port_range one{block[0].port(), block[0].port()};
+  lease first = lease::acquire({.range = one, .directory = a, .note = "first"});
+  auto second = lease::try_acquire({.range = one, .directory = b});
+  ASSERT_FALSE(second) << "port " << first.port() << " leased from two directories at once";
+  EXPECT_EQ(second.error().code, errc::pool_exhausted);
+  EXPECT_NE(second.error().message().find("1 leased by other sessions"), std::string::npos)
+      << second.error().message();
+  // Another process, another directory: the same.
+  const std::string range = std::to_string(one.first) + "-" + std::to_string(one.last);
+  harness::process holder = harness::process::spawn(
+      {.argv = {HARNESS_LEASE_HOLDER, (dir_ / "c").string(), range, "network-wide"}});
+  EXPECT_TRUE(holder.wait_for(10s)) << "lease-holder got a port leased from another directory";
+  EXPECT_EQ(holder.status(), harness::exit_status::exited_with(1)) << holder.output().tail(harness::stream::err);
+  // `harness ports` of directory b sees the lease from a.
+  auto listed = harness::list_leases(b);
+  ASSERT_TRUE(listed) << listed.error().message();
+  const auto it = std::find_if(listed->begin(), listed->end(),
+                               [&](const harness::lease_record& r) { return r.port == one.first; });
+  ASSERT_NE(it, listed->end());
+  EXPECT_TRUE(it->held);
+  EXPECT_NE(it->note.find("another state directory"), std::string::npos) << it->note;
+  // Released, it can be leased from b at once.
+  first.release();
+  auto again = lease::try_acquire({.range = one, .directory = b});
+  ASSERT_TRUE(again) << again.error().message();
+  EXPECT_EQ(again->port(), one.first);
+}
+
+TEST(LeaseClaims, PortsAreReadFromProcNetUnix) {
+  const std::string text =
+      "Num       RefCount Protocol Flags    Type St Inode Path\n"
+      "0000000000000000: 00000002 00000000 00010000 0001 01 12345 /run/systemd/notify\n"
+      "0000000000000000: 00000002 00000000 00000000 0001 01 22222 @serve-harness/port/21042\n"
+      "0000000000000000: 00000002 00000000 00000000 0001 01 22223 @serve-harness/port/21042\n"
+      "0000000000000000: 00000002 00000000 00000000 0001 01 22224 @serve-harness/port/99999\n"
+      "0000000000000000: 00000002 00000000 00000000 0001 01 22225 @serve-harness/port/0\n"
+      "0000000000000000: 00000002 00000000 00000000 0001 01 22226 @serve-harness/port/\n"
+      "0000000000000000: 00000002 00000000 00000000 0001 01 22227 @serve-harness/port/21043x\n"
+      "0000000000000000: 00000002 00000000 00000000 0001 01 22228 @serve-harness/port/20001";
+  EXPECT_EQ(harness::claimed_ports(text), (std::vector<std::uint16_t>{21042, 20001}));
+  EXPECT_TRUE(harness::claimed_ports("").empty());
+}
+
+TEST(LeasePoolWarning, EphemeralAndPrivilegedRangesAreNamed) {
+  const auto eph = harness::ephemeral_port_range();
+  const auto inside = harness::port_range_warning({eph.first, static_cast<std::uint16_t>(eph.first + 10)});
+  EXPECT_NE(inside.find("overlaps the kernel's ephemeral range"), std::string::npos) << inside;
+  EXPECT_NE(inside.find("no lease can prevent"), std::string::npos) << inside;
+  const auto low = harness::port_range_warning({80, 90});
+  EXPECT_NE(low.find("needs privileges"), std::string::npos) << low;
+  EXPECT_EQ(harness::port_range_warning(harness::default_port_range().value()), "");
 }
 
 TEST_F(LeaseTest, AForeignListenerIsSkippedAndLeftAlone) {

@@ -106,17 +106,19 @@ inline std::size_t open_fd_count() {
 // Tests run in parallel with others that lease from the shared pool and listen on
 // the ports they get. To use fixed, predictable ports without racing them, a test
 // first leases a block of consecutive ports from the shared pool, then uses exactly
-// that block (e.g. as a private pool in its own lock directory).
+// that block (e.g. as a private pool in its own lock directory). The block is held in
+// the default lock directory, which every other test uses, but not claimed
+// network-wide, so that a runner started with its own HARNESS_STATE_DIR can lease it.
 inline std::vector<harness::lease> reserve_block(int n) {
   auto pool = harness::default_port_range().value();
   for (int tries = 0; tries < 100; ++tries) {
-    harness::lease first = harness::lease::acquire({.range = pool});
+    harness::lease first = harness::lease::acquire({.range = pool, .network_wide = false});
     if (first.port() + n - 1 > pool.last) continue;
     std::vector<harness::lease> block;
     block.push_back(std::move(first));
     for (int i = 1; i < n; ++i) {
       const auto p = static_cast<std::uint16_t>(block.front().port() + i);
-      auto next = harness::lease::try_acquire({.range = harness::port_range{p, p}});
+      auto next = harness::lease::try_acquire({.range = harness::port_range{p, p}, .network_wide = false});
       if (!next) break;
       block.push_back(std::move(*next));
     }
@@ -124,6 +126,33 @@ inline std::vector<harness::lease> reserve_block(int n) {
   }
   ADD_FAILURE() << "could not reserve " << n << " consecutive ports";
   return {};
+}
+
+// A listening socket on address:port (an IPv4 or IPv6 literal of `family`), as a
+// program outside the pool would hold; -1 when it cannot be had.
+inline int listen_on_address(int family, const char* address, std::uint16_t port) {
+  sockaddr_storage ss{};
+  socklen_t len = 0;
+  if (family == AF_INET) {
+    auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+    a->sin_family = AF_INET;
+    a->sin_port = htons(port);
+    if (::inet_pton(AF_INET, address, &a->sin_addr) != 1) return -1;
+    len = sizeof(sockaddr_in);
+  } else {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons(port);
+    if (::inet_pton(AF_INET6, address, &a->sin6_addr) != 1) return -1;
+    len = sizeof(sockaddr_in6);
+  }
+  const int fd = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0 || ::listen(fd, 16) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
 }
 
 // A listening socket on 127.0.0.1:port, as a program outside the pool would hold.

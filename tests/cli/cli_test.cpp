@@ -616,7 +616,61 @@ TEST(CliRun, MissingProgramIsExit3) {
   EXPECT_TRUE(contains(path.err, "program not found")) << path;
 }
 
+// The CLI with NAME=VALUE settings added to its environment.
+outcome run_cli_with_env(const std::vector<std::string>& env, const std::vector<std::string>& args) {
+  std::vector<std::string> argv{"/usr/bin/env"};
+  argv.insert(argv.end(), env.begin(), env.end());
+  argv.push_back(HARNESS_CLI);
+  argv.insert(argv.end(), args.begin(), args.end());
+  const auto started = clock_type::now();
+  harness::process p = harness::process::spawn({.argv = std::move(argv), .name = "harness-cli"});
+  return finish(p, started);
+}
+
+// Empty values and a bad HARNESS_PORT_RANGE are usage errors (exit 2) named at once,
+// not a 30 s wait, a skip-worthy "program not found" or a start failure.
+TEST(CliRun, EmptyHostProgramAndABadPortRangeAreUsageErrors) {
+  const outcome host = run_cli({"run", "--host", "", "--", fx, "--port={port}"});
+  EXPECT_EQ(host.status, exit_status::exited_with(2)) << host;
+  EXPECT_TRUE(contains(host.err, "the host is empty")) << host;
+  EXPECT_LT(host.took, 10s) << host;
+  const outcome program = run_cli({"run", "--", "", "{port}"});
+  EXPECT_EQ(program.status, exit_status::exited_with(2)) << program;
+  EXPECT_TRUE(contains(program.err, "the program (argv[0]) is an empty string")) << program;
+  const outcome range = run_cli_with_env({"HARNESS_PORT_RANGE=abc"}, {"run", "--", fx, "--port={port}"});
+  EXPECT_EQ(range.status, exit_status::exited_with(2)) << range;
+  EXPECT_TRUE(contains(range.err, "HARNESS_PORT_RANGE: \"abc\" is not of the form LOW-HIGH")) << range;
+}
+
+// A range in the kernel's ephemeral range is used as asked, with a warning that says why
+// race-freedom weakens.
+TEST(CliRun, APortRangeInTheEphemeralRangeIsUsedWithAWarning) {
+  const auto eph = harness::ephemeral_port_range();
+  const std::string range = std::to_string(eph.last - 200) + "-" + std::to_string(eph.last);
+  const outcome o = run_cli_with_env({"HARNESS_PORT_RANGE=" + range},
+                                     {"run", "--then", "echo port=$HARNESS_PORT", "--", fx,
+                                      "--port={port}"});
+  EXPECT_EQ(o.status, exit_status::exited_with(0)) << o;
+  EXPECT_TRUE(contains(o.err, "warning: HARNESS_PORT_RANGE " + range + " overlaps the kernel's ephemeral range"))
+      << o;
+  EXPECT_TRUE(contains(o.out, "port=")) << o;
+}
+
 // --- harness ports -------------------------------------------------------------------
+
+// A note with terminal escape sequences (from a server's command line) is shown with
+// its control characters escaped in the table; the JSON escapes them as JSON does.
+TEST(CliPorts, ControlCharactersInANoteReachNoTerminal) {
+  const std::string tag = "cli-escape-" + std::to_string(::getpid());
+  harness::lease l = harness::lease::acquire({.note = tag + " \x1b]0;pwned\x07 \x1b[2J"});
+  const outcome table = run_cli({"ports"}, 4 << 20);
+  EXPECT_EQ(table.status, exit_status::exited_with(0)) << table;
+  EXPECT_TRUE(contains(table.out, tag + " \\x1b]0;pwned\\x07 \\x1b[2J")) << table;
+  EXPECT_FALSE(contains(table.out, "\x1b")) << "an escape character reached the output";
+  const outcome json = run_cli({"ports", "--json"}, 4 << 20);
+  EXPECT_FALSE(contains(json.out, "\x1b")) << "an escape character reached the output";
+  EXPECT_TRUE(contains(json.out, "\\u001b]0;pwned")) << json;
+}
 
 TEST(CliPorts, ListsAHeldLease) {
   const std::string note = "cli-test-" + std::to_string(::getpid());

@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <initializer_list>
 
 #include "harness/detail/os/unique_fd.hpp"
 
@@ -15,7 +16,10 @@ namespace harness::detail::net {
 result<address> parse_host(std::string_view host, std::uint16_t port) {
   address a;
   std::string h(host);
-  if (h == "localhost" || h.empty()) h = "127.0.0.1";
+  if (h.empty()) {
+    return make_failure(errc::invalid_argument, "the host is empty: give an IP address literal (e.g. 127.0.0.1 or ::1)");
+  }
+  if (h == "localhost") h = "127.0.0.1";
   if (h.size() > 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
   auto* v4 = reinterpret_cast<sockaddr_in*>(&a.storage);
   auto* v6 = reinterpret_cast<sockaddr_in6*>(&a.storage);
@@ -52,16 +56,38 @@ void reuse(int fd) {
 }
 }  // namespace
 
-bool tcp_port_free(const address& at, std::string* why) {
-  const unique_fd fd(tcp_socket(at.family()));
-  if (!fd) {
-    if (why != nullptr) *why = std::string("socket: ") + std::strerror(errno);
-    return false;
+int port_unavailable(const address& host_at) {
+  const std::uint16_t port = ntohs(host_at.family() == AF_INET
+                                       ? reinterpret_cast<const sockaddr_in*>(host_at.get())->sin_port
+                                       : reinterpret_cast<const sockaddr_in6*>(host_at.get())->sin6_port);
+  address any4, any6;
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&any4.storage);
+  v4->sin_family = AF_INET;
+  v4->sin_addr.s_addr = htonl(INADDR_ANY);
+  v4->sin_port = htons(port);
+  any4.length = sizeof(sockaddr_in);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&any6.storage);
+  v6->sin6_family = AF_INET6;
+  v6->sin6_addr = in6addr_any;
+  v6->sin6_port = htons(port);
+  any6.length = sizeof(sockaddr_in6);
+  for (const address* at : std::initializer_list<const address*>{&host_at, &any4, &any6}) {
+    const unique_fd fd(tcp_socket(at->family()));
+    if (!fd) {
+      if (errno == EAFNOSUPPORT && at != &host_at) continue;  // no IPv6 (or IPv4) here
+      return errno;
+    }
+    reuse(fd.get());
+    if (at->family() == AF_INET6) {
+      int one = 1;  // only the IPv6 addresses: 0.0.0.0 has its own bind
+      ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    }
+    if (::bind(fd.get(), at->get(), at->length) != 0) {
+      if (errno == EADDRNOTAVAIL && at != &host_at) continue;  // IPv6 disabled
+      return errno;
+    }
   }
-  reuse(fd.get());
-  const bool ok = ::bind(fd.get(), at.get(), at.length) == 0;
-  if (!ok && why != nullptr) *why = std::strerror(errno);
-  return ok;
+  return 0;
 }
 
 result<int> listen_on(const address& at, int backlog) {

@@ -26,10 +26,13 @@ result<address> parse_host(std::string_view host, std::uint16_t port);
 // "127.0.0.1:8080" / "[::1]:8080".
 std::string format_endpoint(std::string_view host, std::uint16_t port);
 
-// Whether a TCP socket could bind host:port right now (SO_REUSEADDR, so sockets in
-// TIME_WAIT do not count as taken). Any error other than EADDRINUSE/EACCES counts as
-// free=false with the reason in `why`.
-bool tcp_port_free(const address& at, std::string* why = nullptr);
+// Whether `port` can be handed to a server that binds `host` — or the wildcard of
+// either family, as memcached, redis and nginx do by default: binds host:port,
+// 0.0.0.0:port and [::]:port (IPv6 only), so a listener on any address of the port
+// (127.0.0.2, ::1, ...) makes it unavailable. 0 when all binds succeed, otherwise the
+// errno of the first that failed (EADDRINUSE; EACCES for a privileged port). A family
+// the machine does not have is skipped.
+int port_unavailable(const address& host_at);
 
 // A listening TCP socket (CLOEXEC, SO_REUSEADDR) on `at`; port 0 picks one.
 result<int> listen_on(const address& at, int backlog = 128);
