@@ -92,7 +92,7 @@ std::string server_exit_report(session& s, const harness::exit_status& status) {
   std::string text = "the server exited on its own: " + status.str() + "\n";
   text += "  command: " + s.command_line() + "\n";
   text += "  pid " + std::to_string(s.pid()) + ", port " + std::to_string(s.port()) + "\n";
-  text += s.output().tail_report(harness::stream::err, 20);
+  text += s.output().merged_report(20);
   if (const auto log = s.log_path(); !log.empty()) text += "  log: " + log.string() + "\n";
   return text;
 }

@@ -94,9 +94,11 @@ void output_state::emit(stream s, std::string line, std::vector<std::string>& fo
   // only when it is the sole line kept).
   st.tail_size += line.size() + 1;
   st.lines.push_back(std::move(line));
+  st.seqs.push_back(next_seq++);
   while (st.tail_size > opts.tail_bytes && !st.lines.empty()) {
     st.tail_size -= st.lines.front().size() + 1;
     st.lines.pop_front();
+    st.seqs.pop_front();
   }
 }
 
@@ -176,6 +178,61 @@ std::string output::tail_report(stream s, std::size_t n) const {
   std::string text = "  " + name + " (last " + std::to_string(lines.size()) + " lines):\n";
   for (const auto& l : lines) text += "    | " + l + "\n";
   return text;
+}
+
+std::vector<output_line> output::merged_tail(std::size_t n) const {
+  std::lock_guard lock(state_->m);
+  const auto& out = state_->streams[0];
+  const auto& err = state_->streams[1];
+  // Walk both tails back from their ends, newest first, then reverse.
+  std::vector<output_line> lines;
+  std::size_t i = out.lines.size(), j = err.lines.size();
+  while (lines.size() < n && (i > 0 || j > 0)) {
+    const bool take_out = j == 0 || (i > 0 && out.seqs[i - 1] > err.seqs[j - 1]);
+    if (take_out) {
+      lines.push_back({stream::out, out.lines[--i]});
+    } else {
+      lines.push_back({stream::err, err.lines[--j]});
+    }
+  }
+  std::reverse(lines.begin(), lines.end());
+  return lines;
+}
+
+std::string format_output_tail(const std::vector<output_line>& lines, std::size_t n, std::string_view indent) {
+  // Runs of identical lines (same stream, same text) become one "[xN] " line.
+  struct run {
+    const output_line* line;
+    std::size_t count;
+  };
+  std::vector<run> runs;
+  for (auto it = lines.rbegin(); it != lines.rend(); ++it) {
+    if (!runs.empty() && runs.back().line->source == it->source && runs.back().line->text == it->text) {
+      ++runs.back().count;
+      continue;
+    }
+    if (runs.size() == n) break;
+    runs.push_back({&*it, 1});
+  }
+  std::string text;
+  for (auto it = runs.rbegin(); it != runs.rend(); ++it) {
+    text += indent;
+    text += it->line->source == stream::out ? "out| " : "err| ";
+    if (it->count > 1) text += "[x" + std::to_string(it->count) + "] ";
+    text += it->line->text;
+    text += '\n';
+  }
+  return text;
+}
+
+std::string output::merged_report(std::size_t n) const {
+  // Enough raw lines for n entries after runs are collapsed, within what the tails hold.
+  const auto lines = merged_tail(SIZE_MAX);
+  const std::string body = format_output_tail(lines, n, "    ");
+  if (body.empty()) return "  output: (none on stdout or stderr)\n";
+  const auto shown = static_cast<std::size_t>(std::count(body.begin(), body.end(), '\n'));
+  return "  output (last " + std::to_string(shown) + (shown == 1 ? " line" : " lines") +
+         " of stdout and stderr, in arrival order):\n" + body;
 }
 
 std::optional<failure> output::callback_failure() const {

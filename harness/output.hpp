@@ -71,6 +71,18 @@ struct line_match {
   std::vector<std::string> groups{};
 };
 
+// One line of output and the stream it came from.
+struct output_line {
+  stream source = stream::out;
+  std::string text{};
+  friend bool operator==(const output_line&, const output_line&) = default;
+};
+
+// Lines as reports show them, the newest `n` entries: "<indent>out| text" or
+// "<indent>err| text", with a run of identical lines shown once as "err| [x20] text".
+std::string format_output_tail(const std::vector<output_line>& lines, std::size_t n,
+                               std::string_view indent = "");
+
 namespace detail {
 struct output_state;
 }
@@ -86,6 +98,13 @@ class output {
   // The last `n` lines of one stream as failure reports show them:
   // "  stderr (last 2 lines):\n    | ...\n    | ...\n", or "  stderr: (empty)\n".
   [[nodiscard]] std::string tail_report(stream s, std::size_t n) const;
+  // The last `n` lines of both streams (what their tails hold), in arrival order.
+  [[nodiscard]] std::vector<output_line> merged_tail(std::size_t n = SIZE_MAX) const;
+  // The last `n` entries of both streams as failure reports show them, runs of
+  // identical lines collapsed: "  output (last 3 lines of stdout and stderr, in arrival
+  // order):\n    out| warming up\n    err| [x20] GET /health 404\n", or
+  // "  output: (none on stdout or stderr)\n".
+  [[nodiscard]] std::string merged_report(std::size_t n) const;
   // Lines seen so far on one stream (including those no longer in the tail).
   [[nodiscard]] std::uint64_t line_count(stream s) const;
   // Bytes read so far from one stream.

@@ -185,7 +185,7 @@ failure session_state::report(std::error_code code, const std::string& reason,
   }
   if (show_holder && port != 0) text += "  " + procnet::describe_holders(port) + "\n";
   if (p != nullptr && p->valid()) {
-    text += p->output().tail_report(stream::err, 20);
+    text += p->output().merged_report(20);
     auto log = p->output().log_path();
     if (!log.empty()) text += "  log: " + log.string() + "\n";
   }
@@ -261,6 +261,7 @@ std::string summary_of(const session_state& s) {
          std::to_string(s.attempts.size()) + (s.attempts.size() == 1 ? " start\n" : " starts\n");
   if (s.attempts.size() > 1) out += format_attempts(s.attempts, "    ");
   out += "  owned by: " + p.ownership() + "\n";
+  out += p.output().merged_report(10);
   auto log = p.output().log_path();
   if (!log.empty()) out += "  log: " + log.string() + "\n";
   return out;
@@ -283,7 +284,7 @@ session_info info_of(const session_state& s) {
   info.status = p.status();
   info.attempts = s.attempts;
   info.ready_time = s.ready_time;
-  info.stderr_tail = p.output().tail_lines(stream::err, 20);
+  info.output_tail = p.output().merged_tail(200);
   info.log = p.output().log_path();
   info.summary = summary_of(s);
   return info;

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "harness/exit_status.hpp"
+#include "harness/output.hpp"
 #include "harness/respawn.hpp"
 
 namespace harness {
@@ -38,7 +39,9 @@ struct session_info {
   std::optional<exit_status> status{};
   std::vector<attempt> attempts{};
   std::chrono::milliseconds ready_time{0};
-  std::vector<std::string> stderr_tail{};  // the last lines (at most 20)
+  // The last lines of stdout and stderr in arrival order (at most 200; reports show
+  // them with format_output_tail(), identical runs collapsed).
+  std::vector<output_line> output_tail{};
   std::filesystem::path log{};
   std::string summary{};                   // session::summary()
 };

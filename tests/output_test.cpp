@@ -51,6 +51,51 @@ TEST(Output, SplitsLinesAcrossChunks) {
   EXPECT_TRUE(out.tail(stream::err).empty());
 }
 
+TEST(Output, MergedTailIsInArrivalOrderAcrossStreams) {
+  auto s = make_state();
+  s->feed(stream::out, "one\n");
+  s->feed(stream::err, "two\n");
+  s->feed(stream::out, "three\nfour\n");
+  s->feed(stream::err, "five\n");
+  harness::output out(s);
+  using L = harness::output_line;
+  EXPECT_EQ(out.merged_tail(), (std::vector<L>{{stream::out, "one"}, {stream::err, "two"}, {stream::out, "three"},
+                                               {stream::out, "four"}, {stream::err, "five"}}));
+  EXPECT_EQ(out.merged_tail(2), (std::vector<L>{{stream::out, "four"}, {stream::err, "five"}}));
+}
+
+TEST(Output, MergedReportCollapsesRunsOfIdenticalLines) {
+  auto s = make_state();
+  s->feed(stream::out, "warming up on 21205\n");
+  for (int i = 0; i < 20; ++i) s->feed(stream::err, "\"GET /health HTTP/1.1\" 404\n");
+  s->feed(stream::out, "GET /health 404\n");  // the same text on the other stream is another line
+  harness::output out(s);
+  EXPECT_EQ(out.merged_report(20),
+            "  output (last 3 lines of stdout and stderr, in arrival order):\n"
+            "    out| warming up on 21205\n"
+            "    err| [x20] \"GET /health HTTP/1.1\" 404\n"
+            "    out| GET /health 404\n");
+  // n counts the lines shown: a collapsed run is one.
+  EXPECT_EQ(out.merged_report(1), "  output (last 1 line of stdout and stderr, in arrival order):\n"
+                                  "    out| GET /health 404\n");
+  EXPECT_EQ(harness::output(make_state()).merged_report(5), "  output: (none on stdout or stderr)\n");
+}
+
+TEST(Output, MergedTailKeepsWhatTheTailsHold) {
+  harness::output_options o;
+  o.tail_bytes = 9;  // three 2-character lines per stream
+  auto s = make_state(o);
+  s->feed(stream::out, "o1\no2\no3\n");
+  s->feed(stream::err, "e1\ne2\ne3\n");
+  harness::output out(s);
+  using L = harness::output_line;
+  EXPECT_EQ(out.merged_tail(), (std::vector<L>{{stream::out, "o1"}, {stream::out, "o2"}, {stream::out, "o3"},
+                                               {stream::err, "e1"}, {stream::err, "e2"}, {stream::err, "e3"}}));
+  s->feed(stream::out, "o4\n");
+  EXPECT_EQ(out.merged_tail().front(), (L{stream::out, "o2"}));
+  EXPECT_EQ(out.merged_tail().back(), (L{stream::out, "o4"}));
+}
+
 TEST(Output, CutsOverlongLines) {
   harness::output_options o;
   o.max_line = 4;

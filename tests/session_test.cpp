@@ -619,7 +619,8 @@ TEST_F(SessionTest, LiveSessionsListsTheStartedServers) {
   EXPECT_EQ(info->endpoint, a.endpoint());
   EXPECT_TRUE(info->running);
   EXPECT_EQ(info->attempts.size(), 1u);
-  EXPECT_EQ(info->stderr_tail, std::vector<std::string>{"warming up"});
+  ASSERT_FALSE(info->output_tail.empty());
+  EXPECT_EQ(info->output_tail.back(), (harness::output_line{harness::stream::err, "warming up"}));
   EXPECT_EQ(info->log, a.log_path());
   EXPECT_EQ(info->summary, a.summary());
 }
@@ -835,13 +836,16 @@ TEST_F(SessionBadInput, HostMustBeAnAddress) {
 // --- what a failure says ---------------------------------------------------------------
 
 TEST_F(SessionTest, FailureTextCarriesEverythingATestLogNeeds) {
-  auto r = session::try_start({.command = fx({"--eprint=loading modules", "--eprint=giving up",
-                                              "--exit-before-ready=7", "--port={port}"}),
+  auto r = session::try_start({.command = fx({"--eprint=loading modules", "--print=warming up on {port}",
+                                              "--eprint=giving up", "--exit-before-ready=7", "--port={port}"}),
                                .name = "my-server"});
   ASSERT_FALSE(r);
   const auto msg = r.error().message();
+  // Both streams, tagged. (The order in which two pipes are read is the order the
+  // harness saw the lines, not necessarily the order they were written.)
   for (const char* part : {"my-server", "command: ", "--port=", "exited with status 7", "mode: lease",
-                           "nobody listens on port", "stderr (last 2 lines)", "| giving up", "log: ",
+                           "nobody listens on port", "output (last 4 lines of stdout and stderr, in arrival order)",
+                           "err| loading modules\n", "out| warming up on ", "err| giving up\n", "log: ",
                            "attempts:", "1. port "}) {
     EXPECT_NE(msg.find(part), std::string::npos) << "missing \"" << part << "\" in:\n" << msg;
   }

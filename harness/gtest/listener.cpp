@@ -99,7 +99,7 @@ void listener::OnTestEnd(const ::testing::TestInfo& test) {
   }
   if (options_.print_on_failure && test.result() != nullptr && test.result()->Failed()) {
     const auto text = format_report(std::string(test.test_suite_name()) + "." + test.name(), seen,
-                                    options_.stderr_lines);
+                                    options_.output_lines);
     if (!text.empty()) {
       std::fputs(text.c_str(), stdout);
       std::fflush(stdout);
@@ -150,7 +150,7 @@ std::vector<std::pair<std::string, std::string>> test_properties(const std::vect
 }
 
 std::string format_report(const std::string& test_name, const std::vector<session_info>& servers,
-                          std::size_t stderr_lines) {
+                          std::size_t output_lines) {
   if (servers.empty()) return {};
   std::string out = std::string(tag) + test_name + " failed; " +
                     plural(servers.size(), "server was", "servers were") + " live during the test:\n";
@@ -166,14 +166,12 @@ std::string format_report(const std::string& test_name, const std::vector<sessio
     out += "      ready:    in " + std::to_string(s.ready_time.count()) + " ms, " +
            plural(s.attempts.size(), "attempt", "attempts") + "\n";
     out += format_attempts(s.attempts, "        ");
-    const std::size_t n = std::min(stderr_lines, s.stderr_tail.size());
-    if (n == 0) {
-      out += "      stderr:   (nothing)\n";
+    const std::string tail = format_output_tail(s.output_tail, output_lines, "        ");
+    if (tail.empty()) {
+      out += "      output:   (nothing on stdout or stderr)\n";
     } else {
-      out += "      stderr:   last " + plural(n, "line", "lines") + "\n";
-      for (std::size_t k = s.stderr_tail.size() - n; k < s.stderr_tail.size(); ++k) {
-        out += "        | " + s.stderr_tail[k] + "\n";
-      }
+      const auto n = static_cast<std::size_t>(std::count(tail.begin(), tail.end(), '\n'));
+      out += "      output:   last " + plural(n, "line", "lines") + " of stdout and stderr\n" + tail;
     }
     out += "      log:      " + (s.log.empty() ? std::string("(none)") : s.log.string()) + "\n";
   }

@@ -2,7 +2,8 @@
 //
 // A GoogleTest event listener that
 //   * prints, when a test fails, every server that was live during it: command, endpoint,
-//     pid, exit status, attempts, ready time, the tail of its stderr and the path of its
+//     pid, exit status, attempts, ready time, the tail of its stdout and stderr (merged in
+//     arrival order, runs of identical lines collapsed) and the path of its
 //     full log (so the reason a server misbehaved is in the test output, not lost);
 //   * records the servers of every test (failed or not) as test properties, which
 //     `--gtest_output=xml:report.xml` writes on the test's <testcase> element:
@@ -26,7 +27,7 @@
 // when the test ends (harness::live_sessions()). Their snapshots are taken at those
 // moments, on the test's thread; the report printed at the end of a failed test shows
 // the latest snapshot of each (a fixture's servers are already stopped by then — gtest
-// destroys the fixture before the test-end event — so their stderr tails are as of
+// destroys the fixture before the test-end event — so their output tails are as of
 // TearDown).
 //
 // Property names: a test with exactly one server gets harness.port, harness.attempts,
@@ -37,7 +38,7 @@
 // Properties are recorded at the end of the test (OnTestEnd, which gtest 1.12 still
 // attributes to the test's <testcase>).
 //
-// Blocking: nothing waits. Each snapshot copies at most 20 stderr lines per server.
+// Blocking: nothing waits. Each snapshot copies at most 200 output lines per server.
 //
 // Gotchas:
 //   * A session that a test starts and destroys itself, with no failure in between and
@@ -66,8 +67,9 @@ struct listener_options {
   bool print_on_failure = true;
   // Record harness.* properties for every test.
   bool record_properties = true;
-  // How many of the last stderr lines to print per server (snapshots hold at most 20).
-  std::size_t stderr_lines = 20;
+  // How many of the last output lines (stdout and stderr merged, a run of identical
+  // lines counting once) to print per server.
+  std::size_t output_lines = 20;
 };
 
 class listener : public ::testing::EmptyTestEventListener {
@@ -103,6 +105,6 @@ void note_session(const harness::session& s);
 // The text printed for a failed test `test_name` ("Suite.Test") with these servers.
 [[nodiscard]] std::string format_report(const std::string& test_name,
                                         const std::vector<session_info>& servers,
-                                        std::size_t stderr_lines = 20);
+                                        std::size_t output_lines = 20);
 
 }  // namespace harness::gtest

@@ -345,7 +345,8 @@ TEST(Snapshot, CopiesWhatTheListenerReports) {
   EXPECT_EQ(info.ready_time, s.ready_time());
   EXPECT_EQ(info.log, s.log_path());
   EXPECT_TRUE(info.running);
-  EXPECT_EQ(info.stderr_tail, std::vector<std::string>{"snap"});
+  ASSERT_FALSE(info.output_tail.empty());
+  EXPECT_EQ(info.output_tail.back(), (harness::output_line{harness::stream::err, "snap"}));
   // The same as the core's own view of live sessions.
   bool found = false;
   for (const auto& live : harness::live_sessions()) {

@@ -72,7 +72,12 @@ TEST(ListenerReport, NothingWithoutServers) { EXPECT_EQ(format_report("Suite.Tes
 
 TEST(ListenerReport, SaysEverythingAboutEachServer) {
   auto s = server("redis", 20419, 3, 35);
-  s.stderr_tail = {"starting", "Address already in use", "ready"};
+  s.output_tail = {{harness::stream::out, "starting"},
+                   {harness::stream::err, "Address already in use"},
+                   {harness::stream::err, "GET /health 404"},
+                   {harness::stream::err, "GET /health 404"},
+                   {harness::stream::err, "GET /health 404"},
+                   {harness::stream::out, "ready"}};
   const auto text = format_report("Suite.Test", {s});
   EXPECT_EQ(text,
             "[ HARNESS  ] Suite.Test failed; 1 server was live during the test:\n"
@@ -81,10 +86,11 @@ TEST(ListenerReport, SaysEverythingAboutEachServer) {
             "      endpoint: 127.0.0.1:20419 (lease mode), pid 4242\n"
             "      ready:    in 35 ms, 3 attempts\n" +
                 harness::format_attempts(s.attempts, "        ") +
-                "      stderr:   last 3 lines\n"
-                "        | starting\n"
-                "        | Address already in use\n"
-                "        | ready\n"
+                "      output:   last 4 lines of stdout and stderr\n"
+                "        out| starting\n"
+                "        err| Address already in use\n"
+                "        err| [x3] GET /health 404\n"
+                "        out| ready\n"
                 "      log:      /tmp/logs/redis.log\n");
 }
 
@@ -92,16 +98,16 @@ TEST(ListenerReport, LimitsTheTailAndShowsExitedServers) {
   auto a = server("api", 20500, 1, 4);
   a.running = false;
   a.status = harness::exit_status::killed_by(9);
-  a.stderr_tail = {"one", "two", "three"};
+  a.output_tail = {{harness::stream::err, "one"}, {harness::stream::err, "two"}, {harness::stream::out, "three"}};
   auto b = server("quiet", 20501, 1, 1);
   b.log.clear();
   const auto text = format_report("S.T", {a, b}, 2);
   EXPECT_THAT(text, HasSubstr("S.T failed; 2 servers were live during the test:\n"));
   EXPECT_THAT(text, HasSubstr("[ HARNESS  ] 1. api (killed by signal 9 (SIGKILL))\n"));
-  EXPECT_THAT(text, HasSubstr("stderr:   last 2 lines\n        | two\n        | three\n"));
+  EXPECT_THAT(text, HasSubstr("output:   last 2 lines of stdout and stderr\n        err| two\n        out| three\n"));
   EXPECT_EQ(text.find("| one"), std::string::npos) << text;
   EXPECT_THAT(text, HasSubstr("[ HARNESS  ] 2. quiet (running)\n"));
-  EXPECT_THAT(text, HasSubstr("stderr:   (nothing)\n      log:      (none)\n"));
+  EXPECT_THAT(text, HasSubstr("output:   (nothing on stdout or stderr)\n      log:      (none)\n"));
 }
 
 TEST(Listener, InstallIsIdempotent) {

@@ -62,12 +62,14 @@ struct output_state {
   struct stream_state {
     std::string partial;              // bytes after the last line break
     std::deque<std::string> lines;    // the tail
+    std::deque<std::uint64_t> seqs;   // each tail line's place in the arrival order of both streams
     std::size_t tail_size = 0;        // bytes in `lines`
     std::uint64_t lines_seen = 0;
     std::uint64_t bytes_seen = 0;
     bool closed = false;
   };
   stream_state streams[2];
+  std::uint64_t next_seq = 0;  // arrival order across both streams
   std::list<watcher*> watchers;
 
   int log_fd = -1;
