@@ -154,9 +154,10 @@ TEST_F(GtestLayerEndToEnd, FailingProgramPrintsTheServersOfEachFailedTest) {
   EXPECT_THAT(block, HasSubstr("      endpoint: 127.0.0.1:" + s.port + " (lease mode), pid " + s.pid + "\n"));
   EXPECT_THAT(block, HasSubstr("      ready:    in " + s.ready_ms + " ms, 1 attempt\n"));
   EXPECT_THAT(block, HasSubstr("        1. port " + s.port + ": ready"));
-  EXPECT_THAT(block, HasSubstr("      stderr:   last 2 lines\n"
-                               "        | e2e-stderr: first line\n"
-                               "        | e2e-stderr: second line\n"));
+  EXPECT_THAT(block, HasSubstr("      output:   last 3 lines of stdout and stderr\n"));
+  EXPECT_THAT(block, HasSubstr("        out| PID " + s.pid + "\n"));
+  EXPECT_THAT(block, HasSubstr("        err| e2e-stderr: first line\n"
+                               "        err| e2e-stderr: second line\n"));
   EXPECT_THAT(block, HasSubstr("      log:      " + s.log + "\n"));
   // After the failed assertion, before gtest's verdict on the test.
   EXPECT_LT(r.out.find("failing on purpose"), report);
@@ -166,7 +167,7 @@ TEST_F(GtestLayerEndToEnd, FailingProgramPrintsTheServersOfEachFailedTest) {
   // The session started by hand is covered too.
   EXPECT_THAT(r.out, HasSubstr("[ HARNESS  ] Bare.SessionStartedByHandFails failed; 1 server was live during the "
                                "test:\n[ HARNESS  ] 1. bare-server (running)\n"));
-  EXPECT_THAT(r.out, HasSubstr("        | bare-session: stderr line\n"));
+  EXPECT_THAT(r.out, HasSubstr("        err| bare-session: stderr line\n"));
   // Nothing for the tests that passed.
   EXPECT_THAT(r.out, Not(HasSubstr("[ HARNESS  ] Failing.TwoServersPass")));
   EXPECT_THAT(r.out, Not(HasSubstr("[ HARNESS  ] Bare.PassesWithoutServers")));
