@@ -32,6 +32,10 @@ class category final : public std::error_category {
       case errc::not_running: return "process is not running";
       case errc::timeout: return "timed out";
       case errc::output_closed: return "output ended before a matching line";
+      case errc::server_exited: return "server exited while the test ran";
+      case errc::bad_exit_status: return "server ended with an unexpected status";
+      case errc::sanitizer_report: return "sanitizer report in the server's output";
+      case errc::left_processes: return "server left processes running";
     }
     return "unknown harness error " + std::to_string(ev);
   }

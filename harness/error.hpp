@@ -49,6 +49,12 @@ enum class errc {
   not_running,               // the operation needs a live child
   timeout,                   // a wait passed its deadline
   output_closed,             // the output ended before a matching line appeared
+
+  // Verdicts on a started server (session::check()).
+  server_exited,             // it exited on its own while the test ran
+  bad_exit_status,           // it ended with a status the spec does not expect
+  sanitizer_report,          // its output holds a sanitizer report
+  left_processes,            // it exited and left processes of its tree running
 };
 
 // The category behind harness::errc; name() is "harness".

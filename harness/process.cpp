@@ -553,6 +553,13 @@ int process::pid() const {
 
 int process::supervisor_pid() const { return state_ ? state_->supervisor : -1; }
 
+int process::left_at_exit() const {
+  if (!state_) return 0;
+  detail::pump(*state_);
+  std::lock_guard lock(state_->m);
+  return state_->exited ? state_->left_at_exit : 0;
+}
+
 bool process::daemonized() const {
   if (!state_) return false;
   detail::pump(*state_);

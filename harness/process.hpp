@@ -151,6 +151,9 @@ class process {
   [[nodiscard]] int pid() const;
   // True when the started process daemonized and pid() is the daemon.
   [[nodiscard]] bool daemonized() const;
+  // After the server exited: how many processes of its tree were still running at that
+  // moment (during a stop, those the stop signal had not ended yet). 0 before.
+  [[nodiscard]] int left_at_exit() const;
   // The supervisor that owns the tree (the runner's direct child).
   [[nodiscard]] int supervisor_pid() const;
   // How the tree is owned, for reports: "subreaper (harness-supervisor pid 1234)".

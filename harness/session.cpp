@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <csignal>
 #include <algorithm>
 #include <mutex>
 
@@ -306,9 +307,38 @@ void register_session(const std::shared_ptr<session_state>& s) {
 
 }  // namespace
 
+void detail::session_state::arm() {
+  {
+    std::lock_guard lock(watch->m);
+    watch->armed = true;
+    watch->exit_expected = false;
+    watch->expected_end.reset();
+  }
+  // An exit between ready and now was not seen armed: judge it as if it had been.
+  if (auto st = proc.status()) watch->exited(*st, false);
+}
+
 exit_status detail::session_state::stop_and_report() {
   const auto t0 = std::chrono::steady_clock::now();
+  bool was_armed = false;
+  {
+    std::lock_guard lock(watch->m);
+    was_armed = watch->armed;
+  }
+  // An exit the I/O thread has not reported yet happened before this stop.
+  if (was_armed) {
+    if (auto st = proc.status()) watch->exited(*st, false);
+  }
+  bool ended_before = false, ended = false;
+  {
+    std::lock_guard lock(watch->m);
+    ended_before = was_armed && !watch->armed;
+    ended = watch->unexpected_exit || watch->expected_end;
+    watch->armed = false;
+  }
+  if (ended) left_at_exit = proc.left_at_exit();
   const exit_status status = proc.stop();
+  if (was_armed && !ended_before) stop_status = status;
   if (!reported && !attempts.empty() && proc.valid()) {
     reported = true;
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -340,6 +370,7 @@ std::vector<session_info> live_sessions() {
 result<session> session::try_start(server_spec spec) {
   auto s = std::make_shared<session_state>();
   s->spec = std::move(spec);
+  s->watch->on_unexpected_exit = s->spec.on_exit;
   if (auto ok = s->validate_and_compile(); !ok) return std::move(ok).error();
 
   if (s->mode == port_mode::inherit) {
@@ -380,6 +411,7 @@ result<session> session::try_start(server_spec spec) {
   s->port = *ok;
   s->ready_time = s->attempts.back().duration;
   if (s->lease) s->lease.set_note(s->proc.command_line());
+  s->arm();
   register_session(s);
   return session(std::move(s));
 }
@@ -484,6 +516,8 @@ result<void> session::restart() {
       s.port = used;
       s.ready_time = s.attempts.back().duration;
       s.reported = false;  // the new server gets a line of its own when it stops
+      s.stop_status.reset();
+      s.arm();
       return {};
     }
   }
@@ -495,6 +529,95 @@ result<void> session::restart() {
                     &s.proc, true);
   }
   return std::move(outcome.error);
+}
+
+namespace {
+
+bool stopped_as_expected(const server_spec& spec, const exit_status& st) {
+  const auto& expected = spec.verdict.expected_exits;
+  if (std::find(expected.begin(), expected.end(), st) != expected.end()) return true;
+  // The stop's own doing: killed by its signal or SIGKILL, or the 128 + signal exit
+  // code with which JVMs and shells report SIGTERM.
+  return st == exit_status::killed_by(spec.stop.signal) || st == exit_status::killed_by(SIGKILL) ||
+         st == exit_status::exited_with(128 + spec.stop.signal);
+}
+
+std::string expected_text(const server_spec& spec) {
+  std::string text;
+  for (const auto& e : spec.verdict.expected_exits) text += (text.empty() ? "" : ", ") + e.str();
+  return (text.empty() ? "" : text + ", or ") + "ended by the stop's " + signal_name(spec.stop.signal);
+}
+
+}  // namespace
+
+std::optional<failure> session::check() const {
+  if (!state_) return std::nullopt;
+  const auto& s = *state_;
+  const auto& v = s.spec.verdict;
+  // An exit the I/O thread has not reported yet counts already.
+  if (auto st = s.proc.status()) s.watch->exited(*st, false);
+  std::optional<exit_status> unexpected, expected_end;
+  std::vector<std::string> sanitizer;
+  std::size_t reports = 0;
+  {
+    std::lock_guard lock(s.watch->m);
+    unexpected = s.watch->unexpected_exit;
+    expected_end = s.watch->expected_end;
+    sanitizer = s.watch->sanitizer;
+    reports = s.watch->sanitizer_reports;
+  }
+  std::optional<errc> code;
+  std::string reason, extra;
+  auto add = [&](errc c, const std::string& text) {
+    if (!code) code = c;
+    reason += (reason.empty() ? "" : "; ") + text;
+  };
+  const int left = (unexpected || expected_end) ? std::max(s.left_at_exit, s.proc.left_at_exit()) : 0;
+  const std::string left_text =
+      left > 0 ? ", leaving " + std::to_string(left) + (left == 1 ? " process" : " processes") + " of its tree running"
+               : "";
+  if (v.fail_on_unexpected_exit && unexpected) add(errc::server_exited, "exited on its own while the test ran: " + unexpected->str() + left_text);
+  if (v.fail_on_exit_status && s.stop_status && !stopped_as_expected(s.spec, *s.stop_status)) {
+    add(errc::bad_exit_status, "stopped with " + s.stop_status->str() + ", not as expected (" + expected_text(s.spec) + ")");
+  }
+  if (v.fail_on_sanitizer_report && !sanitizer.empty()) {
+    add(errc::sanitizer_report, std::to_string(reports) + (reports == 1 ? " sanitizer report" : " sanitizer reports") +
+                                    " in its output");
+    extra += "  sanitizer report (first lines):\n";
+    for (const auto& l : sanitizer) extra += "    | " + l + "\n";
+  }
+  if (v.fail_on_left_processes && left > 0) {
+    add(errc::left_processes, "its main process exited (" + (unexpected ? *unexpected : *expected_end).str() + ")" + left_text);
+  }
+  if (!code) return std::nullopt;
+  failure f = s.report(make_error_code(*code), reason, &s.proc, false);
+  f.detail += extra;
+  return f;
+}
+
+std::vector<std::string> session::warnings() const {
+  std::vector<std::string> out;
+  if (!state_) return out;
+  const auto& s = *state_;
+  if (auto st = s.proc.status()) s.watch->exited(*st, false);
+  bool ended = false;
+  {
+    std::lock_guard lock(s.watch->m);
+    ended = s.watch->unexpected_exit || s.watch->expected_end;
+  }
+  const int left = ended ? std::max(s.left_at_exit, s.proc.left_at_exit()) : 0;
+  if (left > 0 && !s.spec.verdict.fail_on_left_processes) {
+    out.push_back(server_label(s.spec) + " exited and left " + std::to_string(left) +
+                  (left == 1 ? " process" : " processes") +
+                  " of its tree running (stopped with it; verdict.fail_on_left_processes makes this a failure)");
+  }
+  return out;
+}
+
+void session::expect_exit() {
+  if (!state_) return;
+  std::lock_guard lock(state_->watch->m);
+  state_->watch->exit_expected = true;
 }
 
 session_info session::info() const {

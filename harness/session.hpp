@@ -62,6 +62,25 @@ struct port_options {
   std::vector<collision_pattern> collision_patterns{};
 };
 
+// What makes the end of a started server a failure of the test that owns it
+// (session::check(); the GoogleTest layer fails the test with it).
+struct verdict_options {
+  // It exits on its own while it runs: not by stop() or restart(), nor after
+  // session::expect_exit().
+  bool fail_on_unexpected_exit = true;
+  // At stop(), a status other than those below or the stop's own doing (killed by the
+  // stop signal or SIGKILL, or exit status 128 + the stop signal, as JVMs and shells
+  // report SIGTERM).
+  bool fail_on_exit_status = true;
+  std::vector<exit_status> expected_exits{exit_status::exited_with(0)};
+  // A sanitizer report in its output: AddressSanitizer, LeakSanitizer, MemorySanitizer,
+  // ThreadSanitizer, or UBSan's "runtime error:".
+  bool fail_on_sanitizer_report = true;
+  // Its main process exited (on its own, or after expect_exit()) and processes of its
+  // tree were still running: a warning (session::warnings()), or a failure.
+  bool fail_on_left_processes = false;
+};
+
 struct server_spec {
   // argv; {port} and {host} are replaced (lease mode; {host} in every mode).
   std::vector<std::string> command{};
@@ -78,6 +97,11 @@ struct server_spec {
   // start) is followed: the copy is the server, pid() names it, stop() ends it. false:
   // such an exit fails the start ("it daemonized"), and what it left is stopped.
   bool allow_daemon = true;
+  verdict_options verdict{};
+  // Called on the harness I/O thread when the server exits on its own after it was
+  // ready (see verdict_options::fail_on_unexpected_exit). It must return quickly and
+  // must not call back into the session.
+  std::function<void(const exit_status&)> on_exit{};
 };
 
 namespace detail {
@@ -132,6 +156,18 @@ class session {
   result<void> restart();
   // Stops the whole tree; idempotent. Keeps port() and the attempts for inspection.
   exit_status stop();
+
+  // Whether the server is as the test expects (spec.verdict): nullopt, or a failure
+  // (errc::server_exited, bad_exit_status, sanitizer_report, left_processes; several
+  // problems are listed in one text) with the status, the output tail and the log.
+  // Call it after stop() to include the stop's verdict. Never blocks.
+  [[nodiscard]] std::optional<failure> check() const;
+  // What is worth a line but fails nothing (processes left running at an exit, with
+  // fail_on_left_processes off).
+  [[nodiscard]] std::vector<std::string> warnings() const;
+  // The test is about to make the server exit (a shutdown command, a kill): that exit
+  // is not a failure. Lasts until the server exits or is restarted.
+  void expect_exit();
 
   // A multi-line summary: command, mode, port, pid, attempts, ready time, log file.
   [[nodiscard]] std::string summary() const;

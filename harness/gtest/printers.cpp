@@ -33,6 +33,10 @@ std::string_view errc_name(int value) {
     case errc::not_running: return "not_running";
     case errc::timeout: return "timeout";
     case errc::output_closed: return "output_closed";
+    case errc::server_exited: return "server_exited";
+    case errc::bad_exit_status: return "bad_exit_status";
+    case errc::sanitizer_report: return "sanitizer_report";
+    case errc::left_processes: return "left_processes";
   }
   return {};
 }

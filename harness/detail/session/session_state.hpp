@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "harness/detail/session/respawn_loop.hpp"
+#include "harness/detail/session/server_watch.hpp"
 #include "harness/detail/session/start_events.hpp"
 #include "harness/lease.hpp"
 #include "harness/process.hpp"
@@ -31,6 +32,10 @@ struct session_state {
   // restart() changes them (never held across a stop or a start).
   mutable std::mutex info_m;
   std::size_t server_first_attempt = 0;  // attempts of the running server start here
+  // Exits, sanitizer reports and the stop's status, for check().
+  std::shared_ptr<server_watch> watch = std::make_shared<server_watch>();
+  std::optional<exit_status> stop_status;  // what the test's stop() found (not set when it had already exited)
+  int left_at_exit = 0;                    // processes left when it exited on its own or as expected
 
   ~session_state() {
     try {
@@ -46,8 +51,11 @@ struct session_state {
   result<void> compile_matchers();
   start_outcome start_once(std::uint16_t port);
   // Stops the server; the first stop of each started server appends its
-  // HARNESS_REPORT line.
+  // HARNESS_REPORT line. Records what the verdict needs (an exit before the stop, the
+  // stop's status).
   exit_status stop_and_report();
+  // The server is ready: from now on an exit of its own is unexpected.
+  void arm();
   failure report(std::error_code code, const std::string& reason, const harness::process* p,
                  bool show_holder) const;
 };

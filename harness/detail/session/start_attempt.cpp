@@ -353,9 +353,11 @@ void start_attempt::tap_events(process_options& o) {
   auto user_on_line = s_.spec.output.on_line;
   auto m = s_.match;
   auto ev = ev_;
+  auto watch = s_.watch;
   const std::uint16_t use_port = use_port_;
-  o.output.on_line = [ev, m, user_on_line, use_port](stream s, std::string_view line) {
+  o.output.on_line = [ev, m, watch, user_on_line, use_port](stream s, std::string_view line) {
     ev->update([&] { return take_line(*ev, *m, line, use_port); });
+    watch->line(line);
     if (!user_on_line) return;
     try {
       user_on_line(s, line);
@@ -375,11 +377,12 @@ void start_attempt::tap_events(process_options& o) {
       throw;
     }
   };
-  o.on_exit = [ev](const exit_status&) {
+  o.on_exit = [ev, watch](const exit_status& status) {
     ev->update([&] {
       ev->exited = true;
       return true;
     });
+    watch->exited(status, true);
   };
 }
 
