@@ -164,10 +164,18 @@ int run_then(session& s, const std::string& command, signal_watch& signals,
   (void)client->output().wait_closed(2s);
   report.progress("client " + status.str());
   if (!s.running()) {
-    report.say("note: the server exited while the client ran: " +
-               s.status().value_or(harness::exit_status{}).str());
+    // A green client against a server that died is not a pass.
+    const auto server_status = s.stop();
+    report.say("the client " + status.str() + ", but " + server_exit_report(s, server_status));
+    report.drain();
+    return exit_code::server_exited;
   }
   stop_server(s, report);
+  if (auto verdict = s.check()) {
+    report.say("the server did not end as expected: " + verdict->message());
+    report.drain();
+    return status.shell_code() != 0 ? status.shell_code() : exit_code::bad_end;
+  }
   report.drain();
   return status.shell_code();
 }
@@ -182,6 +190,12 @@ int run_command(const run_args& args, signal_watch& signals) {
                   harness::to_string(spec.port.mode) + " mode, host " + spec.port.host +
                   "; ready when " + describe_readiness(spec) + ")");
 
+  // A slow start says where it stands (stderr), so that it does not look like a hang.
+  if (!spec.ready.on_progress) {
+    spec.ready.on_progress = [&report, label = harness::server_label(spec)](const harness::start_progress& p) {
+      report.say("still starting " + label + ": " + harness::to_string(p));
+    };
+  }
   auto started = start(std::move(spec), signals, report);
   if (!started) {
     const auto& f = started.error();

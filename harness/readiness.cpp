@@ -1,5 +1,7 @@
 #include "harness/readiness.hpp"
 
+#include <cstdio>
+
 namespace harness {
 
 probe probe::tcp() { return probe{}; }
@@ -51,6 +53,13 @@ std::string probe::describe() const {
     case kind::callback: return "callback \"" + name + "\"";
   }
   return "?";
+}
+
+std::string to_string(const start_progress& p) {
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "%.1f s in, %.1f s left", static_cast<double>(p.elapsed.count()) / 1000.0,
+                static_cast<double>(p.left.count()) / 1000.0);
+  return std::string(buf) + (p.waiting_for.empty() ? std::string() : "; waiting for " + p.waiting_for);
 }
 
 }  // namespace harness

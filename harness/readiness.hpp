@@ -88,6 +88,16 @@ struct probe {
   std::function<result<probe_result>(const probe_context&)> fn{};  // callback
 };
 
+// Where a slow start stands (ready_options::on_progress).
+struct start_progress {
+  std::chrono::milliseconds elapsed{0};  // since this attempt's spawn
+  std::chrono::milliseconds left{0};     // until its deadline
+  std::string waiting_for{};             // what is still missing, as a timeout would say
+};
+
+// "7.0 s in, 23.0 s left; waiting for tcp (connection refused)".
+std::string to_string(const start_progress& p);
+
 struct ready_options {
   // All must pass. Empty: the default of the port mode (see above).
   std::vector<probe> probes{};
@@ -98,6 +108,12 @@ struct ready_options {
   // Polling backoff: first delay and cap.
   std::chrono::microseconds poll_initial{100};
   std::chrono::milliseconds poll_cap = timeouts::poll_cap;
+  // Called on the waiting thread once an attempt has waited progress_after, then every
+  // progress_every (both scaled), so that a slow start does not look like a hang. The
+  // GoogleTest layer and the CLI print a line; it must not block.
+  std::function<void(const start_progress&)> on_progress{};
+  std::chrono::milliseconds progress_after{2000};
+  std::chrono::milliseconds progress_every{5000};
 };
 
 }  // namespace harness

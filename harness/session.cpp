@@ -171,6 +171,20 @@ result<void> session_state::compile_matchers() {
   return {};
 }
 
+namespace {
+
+// Whether the command runs Python (python, python3, python3.11, /usr/bin/python3 -m ...).
+bool runs_python(const std::vector<std::string>& command) {
+  for (const auto& arg : command) {
+    const auto slash = arg.rfind('/');
+    const std::string_view base = std::string_view(arg).substr(slash == std::string::npos ? 0 : slash + 1);
+    if (base.substr(0, 6) == "python") return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 failure session_state::report(std::error_code code, const std::string& reason,
                               const harness::process* p, bool show_holder) const {
   std::string text = server_label(spec) + ": " + reason + "\n";
@@ -189,6 +203,11 @@ failure session_state::report(std::error_code code, const std::string& reason,
     text += p->output().merged_report(20);
     auto log = p->output().log_path();
     if (!log.empty()) text += "  log: " + log.string() + "\n";
+    if (code == make_error_code(errc::ready_timeout) && p->output().line_count(stream::out) == 0 &&
+        runs_python(spec.command)) {
+      text += "  hint: Python buffers stdout when it is not a terminal, so its lines come only when the buffer "
+              "fills or it exits: run it with `python3 -u` or set PYTHONUNBUFFERED=1 (env.set)\n";
+    }
   }
   return failure{code, text};
 }
@@ -286,6 +305,13 @@ session_info info_of(const session_state& s) {
   info.attempts = s.attempts;
   info.ready_time = s.ready_time;
   info.output_tail = p.output().merged_tail(200);
+  info.problem = detail::verdict_of(s);
+  info.warnings = detail::warnings_of(s);
+  {
+    std::lock_guard watch_lock(s.watch->m);
+    if (s.watch->unexpected_exit) info.exited_unexpectedly_at = s.watch->exited_at;
+    info.sanitizer_reports = s.watch->sanitizer_reports;
+  }
   info.log = p.output().log_path();
   info.summary = summary_of(s);
   return info;
@@ -550,9 +576,9 @@ std::string expected_text(const server_spec& spec) {
 
 }  // namespace
 
-std::optional<failure> session::check() const {
-  if (!state_) return std::nullopt;
-  const auto& s = *state_;
+namespace detail {
+
+std::optional<failure> verdict_of(const session_state& s) {
   const auto& v = s.spec.verdict;
   // An exit the I/O thread has not reported yet counts already.
   if (auto st = s.proc.status()) s.watch->exited(*st, false);
@@ -595,10 +621,8 @@ std::optional<failure> session::check() const {
   return f;
 }
 
-std::vector<std::string> session::warnings() const {
+std::vector<std::string> warnings_of(const session_state& s) {
   std::vector<std::string> out;
-  if (!state_) return out;
-  const auto& s = *state_;
   if (auto st = s.proc.status()) s.watch->exited(*st, false);
   bool ended = false;
   {
@@ -612,6 +636,16 @@ std::vector<std::string> session::warnings() const {
                   " of its tree running (stopped with it; verdict.fail_on_left_processes makes this a failure)");
   }
   return out;
+}
+
+}  // namespace detail
+
+std::optional<failure> session::check() const {
+  return state_ ? detail::verdict_of(*state_) : std::nullopt;
+}
+
+std::vector<std::string> session::warnings() const {
+  return state_ ? detail::warnings_of(*state_) : std::vector<std::string>{};
 }
 
 void session::expect_exit() {

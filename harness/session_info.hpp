@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "harness/error.hpp"
 #include "harness/exit_status.hpp"
 #include "harness/output.hpp"
 #include "harness/respawn.hpp"
@@ -44,6 +45,12 @@ struct session_info {
   std::vector<output_line> output_tail{};
   std::filesystem::path log{};
   std::string summary{};                   // session::summary()
+  // The verdict so far (session::check()) and the warnings (session::warnings()).
+  std::optional<failure> problem{};
+  std::vector<std::string> warnings{};
+  // When it exited on its own while it ran (verdict_options::fail_on_unexpected_exit).
+  std::optional<std::chrono::system_clock::time_point> exited_unexpectedly_at{};
+  std::size_t sanitizer_reports = 0;       // sanitizer report headers in its output so far
 };
 
 // Every session object of this process that owns a started server, oldest first.

@@ -245,6 +245,44 @@ TEST(ReadinessEngine, AnnounceModeRefusesAPortAStrangerListensOn) {
       << out.error.detail;
 }
 
+// A slow start says where it stands after progress_after, then every progress_every.
+TEST(ReadinessEngine, ASlowStartReportsProgressWithWhatItWaitsFor) {
+  engine_case c;
+  c.ready.probes = {probe::tcp()};
+  c.ready.timeout = 13s;
+  c.ready.poll_cap = 1s;
+  std::vector<harness::start_progress> seen;
+  c.ready.on_progress = [&](const harness::start_progress& p) { seen.push_back(p); };
+  c.world.probe_fn = [](const probe&, std::uint16_t) {
+    return readiness_world::probe_try{false, "connection refused", {}};
+  };
+  auto out = c.run();
+  ASSERT_EQ(out.kind, attempt_result::failed);
+  ASSERT_EQ(seen.size(), 3u);
+  EXPECT_EQ(seen[0].elapsed, 2s);
+  EXPECT_EQ(seen[0].left, 11s);
+  EXPECT_EQ(seen[1].elapsed, 7s);
+  EXPECT_EQ(seen[2].elapsed, 12s);
+  EXPECT_EQ(seen[2].left, 1s);
+  EXPECT_NE(seen[0].waiting_for.find("tcp"), std::string::npos) << seen[0].waiting_for;
+  EXPECT_NE(seen[0].waiting_for.find("connection refused"), std::string::npos) << seen[0].waiting_for;
+}
+
+TEST(ReadinessEngine, AnEventDrivenWaitStillReportsProgress) {
+  // Announce mode with nothing to poll: without progress lines the wait would sleep
+  // until the deadline in one go.
+  engine_case c;
+  c.mode = port_mode::announce;
+  c.ready.timeout = 30s;
+  std::vector<harness::start_progress> seen;
+  c.ready.on_progress = [&](const harness::start_progress& p) { seen.push_back(p); };
+  auto out = c.run();
+  ASSERT_EQ(out.kind, attempt_result::failed);
+  ASSERT_EQ(seen.size(), 6u);  // 2, 7, 12, 17, 22, 27 s
+  EXPECT_EQ(seen.back().elapsed, 27s);
+  EXPECT_NE(seen[0].waiting_for.find("the port announcement"), std::string::npos) << seen[0].waiting_for;
+}
+
 TEST(ReadinessEngine, LeaseWaitsForItsOwnListenerAfterTheProbePasses) {
   engine_case c;
   c.ready.probes = {probe::tcp()};

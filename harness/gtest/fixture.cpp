@@ -1,6 +1,7 @@
 #include "harness/gtest/fixture.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <mutex>
 #include <stdexcept>
@@ -88,7 +89,18 @@ void register_failure(failed_server f) {
   g.failed.push_back(std::move(f));
 }
 
+// A slow start prints where it stands, so that a 30 s postgres start does not look
+// like a hung test (unless the spec has its own on_progress).
+void with_progress(server_spec& spec) {
+  if (spec.ready.on_progress) return;
+  spec.ready.on_progress = [label = server_label(spec)](const start_progress& p) {
+    std::fputs(("[ HARNESS  ] still starting " + label + ": " + to_string(p) + "\n").c_str(), stdout);
+    std::fflush(stdout);
+  };
+}
+
 result<session> try_start(server_spec spec) {
+  with_progress(spec);
   try {
     return session::try_start(std::move(spec));
   } catch (const std::exception& e) {  // e.g. std::bad_alloc, a thread that cannot start
@@ -96,12 +108,61 @@ result<session> try_start(server_spec spec) {
   }
 }
 
-void skip_with(const std::string& text) { GTEST_SKIP() << text; }
+// A skip recorded at the user's line (GTEST_SKIP() would name this file).
+void skip_at(const call_site& where, const std::string& text) {
+  GTEST_MESSAGE_AT_(where.file, where.line, text.c_str(), ::testing::TestPartResult::kSkip);
+}
+
+// What a failed start leaves in the XML report: its log and attempts, as properties
+// (the failure message has the full text).
+void record_failed_start(const failure& f) {
+  const std::string text = f.detail;
+  ::testing::Test::RecordProperty("harness.start_failed", f.message().substr(0, f.message().find('\n')));
+  if (const auto at = text.find("\n  log: "); at != std::string::npos) {
+    const auto start = at + 8;
+    ::testing::Test::RecordProperty("harness.log", text.substr(start, text.find('\n', start) - start));
+  }
+  if (const auto at = text.find("\n  attempts:\n"); at != std::string::npos) {
+    ::testing::Test::RecordProperty("harness.attempts", text.substr(at + 14));
+  }
+}
 
 // Reports a failed start in the running test, at the user's line.
 void report_start_failure(const failure& f, if_unavailable unavailable, const call_site& where) {
-  if (skippable(f, unavailable)) GTEST_SKIP() << skip_text(f.message());
+  if (skippable(f, unavailable)) return skip_at(where, skip_text(f.message()));
+  record_failed_start(f);
   GTEST_FAIL_AT(where.file, where.line) << f.message();
+}
+
+// The listener is what prints a failed test's servers and judges shared servers at
+// each test's end: a program whose main() did not install it (GTest::gtest_main
+// instead of harness::gtest_main) gets it on first use, and is told once.
+void ensure_listener() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    if (listener_installed()) return;
+    install_listener();
+    std::fputs("[ HARNESS  ] installed harness::gtest::listener on first use; link harness::gtest_main (or call "
+               "harness::gtest::install_listener() in main) to have it from the first test\n",
+               stdout);
+    std::fflush(stdout);
+  });
+}
+
+// Fails the running test (or the suite, in TearDownTestSuite) when a server it stopped
+// did not end as its spec expects; prints its warnings.
+void judge_stopped(const harness::session& s, const call_site* where, const std::string& label) {
+  if (auto f = s.check()) {
+    if (where != nullptr) {
+      ADD_FAILURE_AT(where->file, where->line) << label << ":\n" << f->message();
+    } else {
+      ADD_FAILURE() << label << ":\n" << f->message();
+    }
+  }
+  for (const auto& w : s.warnings()) {
+    std::fputs(("[ HARNESS  ] warning: " + w + "\n").c_str(), stdout);
+    std::fflush(stdout);
+  }
 }
 
 void note(const session& s) noexcept {
@@ -121,21 +182,29 @@ bool is_unavailable(const failure& f) {
 // --- server_test --------------------------------------------------------------------
 
 server_test::~server_test() {
-  // Newest first; snapshot each for the listener (its last look at a fixture's server).
+  // Newest first; snapshot each for the listener (its last look at a fixture's server),
+  // stop it and judge how it ended, at the line that started it.
   while (!servers_.empty()) {
-    note(*servers_.back());
+    auto& s = *servers_.back();
+    note(s);
+    s.stop();
+    note(s);
+    judge_stopped(s, &sites_.back(), "the server " + s.name() + " started here did not end as expected");
     servers_.pop_back();
+    sites_.pop_back();
   }
 }
 
 harness::session* server_test::start_server(server_spec spec, if_unavailable unavailable,
                                             call_site where) {
+  ensure_listener();
   auto r = try_start(std::move(spec));
   if (!r) {
     report_start_failure(r.error(), unavailable, where);
     return nullptr;
   }
   servers_.push_back(std::make_unique<harness::session>(std::move(*r)));
+  sites_.push_back(where);
   note(*servers_.back());
   return servers_.back().get();
 }
@@ -143,8 +212,10 @@ harness::session* server_test::start_server(server_spec spec, if_unavailable una
 std::vector<harness::session*> server_test::start_servers(std::vector<server_spec> specs,
                                                           if_unavailable unavailable,
                                                           call_site where) {
+  ensure_listener();
   std::vector<result<session>> results;
   try {
+    for (auto& spec : specs) with_progress(spec);
     results = harness::start_all(std::move(specs));
   } catch (const std::exception& e) {
     GTEST_FAIL_AT(where.file, where.line) << "could not start the servers: " << e.what();
@@ -160,11 +231,12 @@ std::vector<harness::session*> server_test::start_servers(std::vector<server_spe
       for (const auto& r : results) {
         if (!r) text += (text.empty() ? "" : "\n") + skip_text(r.error().message());
       }
-      skip_with(text);
+      skip_at(where, text);
       return {};
     }
     for (const auto& r : results) {
       if (!r && !skippable(r.error(), unavailable)) {
+        record_failed_start(r.error());
         GTEST_FAIL_AT(where.file, where.line) << r.error().message();
       }
     }
@@ -173,6 +245,7 @@ std::vector<harness::session*> server_test::start_servers(std::vector<server_spe
   std::vector<harness::session*> out;
   for (auto& r : results) {
     servers_.push_back(std::make_unique<harness::session>(std::move(*r)));
+    sites_.push_back(where);
     note(*servers_.back());
     out.push_back(servers_.back().get());
   }
@@ -197,6 +270,7 @@ shared_server::~shared_server() {
 }
 
 bool shared_server::start(server_spec spec, if_unavailable unavailable) {
+  ensure_listener();
   stop();
   std::string name = server_label(spec);
   adopt(try_start(std::move(spec)), unavailable, false, std::move(name));
@@ -244,6 +318,15 @@ std::optional<exit_status> shared_server::stop() {
   failure_.reset();
   if (!session_) return std::nullopt;
   const exit_status status = session_->stop();
+  // In TearDownTestSuite (or Environment::TearDown) a failure is the suite's (the
+  // program's); an unexpected exit already failed the test during which it happened.
+  if (auto f = session_->check(); f && f->code != errc::server_exited) {
+    ADD_FAILURE() << "the shared server " << session_->name() << " did not end as expected:\n" << f->message();
+  }
+  for (const auto& w : session_->warnings()) {
+    std::fputs(("[ HARNESS  ] warning: " + w + "\n").c_str(), stdout);
+    std::fflush(stdout);
+  }
   session_.reset();
   return status;
 }
@@ -262,10 +345,13 @@ server_environment::server_environment(std::vector<server_spec> specs, if_unavai
 server_environment::~server_environment() = default;
 
 void server_environment::SetUp() {
+  ensure_listener();
   servers_.clear();
   std::vector<result<session>> results;
   try {
-    results = harness::start_all(specs_);
+    auto specs = specs_;
+    for (auto& spec : specs) with_progress(spec);
+    results = harness::start_all(std::move(specs));
   } catch (const std::exception& e) {
     results.clear();
     for (std::size_t i = 0; i < specs_.size(); ++i) results.emplace_back(make_failure(errc::spawn_failed, e.what()));

@@ -122,6 +122,7 @@ class server_test : public ::testing::Test {
 
  private:
   std::vector<std::unique_ptr<harness::session>> servers_;
+  std::vector<call_site> sites_;  // where each was started
 };
 
 // One server shared by the tests of a suite (or of the program): start() it in

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <chrono>
 #include <map>
+#include <set>
 #include <mutex>
 #include <thread>
 
@@ -18,7 +20,12 @@ struct test_state {
   listener* installed = nullptr;
   bool in_test = false;
   std::thread::id test_thread{};
+  std::chrono::system_clock::time_point test_start{};
   std::vector<session_info> seen;  // in the order first seen
+  // Per server (its HARNESS_SESSION value): sanitizer reports at the test's start, and
+  // whether its unexpected exit / its warnings were reported already.
+  std::map<std::string, std::size_t> sanitizer_at_start;
+  std::set<std::string> exit_reported, warned;
 };
 
 test_state& state() {
@@ -73,9 +80,54 @@ void listener::OnTestStart(const ::testing::TestInfo&) {
     st.seen.clear();
     st.in_test = true;
     st.test_thread = std::this_thread::get_id();
+    st.test_start = std::chrono::system_clock::now();
   }
   observe_live();
+  std::lock_guard lock(st.m);
+  st.sanitizer_at_start.clear();
+  for (const auto& s : st.seen) st.sanitizer_at_start[s.session] = s.sanitizer_reports;
 }
+
+namespace {
+
+// Fails the ending test for what the servers that are still live did during it: an
+// exit of their own, a sanitizer report. (A harness::gtest fixture's servers are
+// judged by the fixture when it stops them, before this.) Prints their warnings once.
+void judge_live_servers(const ::testing::TestInfo& test) {
+  auto& st = state();
+  const auto live = live_sessions();
+  std::vector<std::string> failures, warnings;
+  {
+    std::lock_guard lock(st.m);
+    for (const auto& s : live) {
+      const bool seen_here = std::any_of(st.seen.begin(), st.seen.end(),
+                                         [&](const session_info& x) { return x.session == s.session; });
+      if (!seen_here || !s.problem) continue;
+      const bool died_now = s.exited_unexpectedly_at && *s.exited_unexpectedly_at >= st.test_start &&
+                            st.exit_reported.insert(s.session).second;
+      const auto before = st.sanitizer_at_start.find(s.session);
+      const bool new_report =
+          s.sanitizer_reports > (before != st.sanitizer_at_start.end() ? before->second : 0);
+      if (died_now || new_report) {
+        failures.push_back((s.name.empty() ? std::string("a server") : s.name) +
+                           (died_now ? " exited during this test:\n" : " printed a sanitizer report during this test:\n") +
+                           s.problem->message());
+      }
+    }
+    for (const auto& s : live) {
+      for (const auto& w : s.warnings) {
+        if (st.warned.insert(s.session + "\n" + w).second) warnings.push_back(w);
+      }
+    }
+  }
+  for (const auto& f : failures) ADD_FAILURE_AT(test.file() != nullptr ? test.file() : "unknown file", test.line()) << f;
+  for (const auto& w : warnings) {
+    std::fputs((std::string(tag) + "warning: " + w + "\n").c_str(), stdout);
+  }
+  std::fflush(stdout);
+}
+
+}  // namespace
 
 void listener::OnTestPartResult(const ::testing::TestPartResult& result) {
   // Snapshot at the moment of failure: the server's state then is what explains it.
@@ -84,6 +136,7 @@ void listener::OnTestPartResult(const ::testing::TestPartResult& result) {
 
 void listener::OnTestEnd(const ::testing::TestInfo& test) {
   observe_live();
+  judge_live_servers(test);
   std::vector<session_info> seen;
   {
     auto& st = state();
@@ -97,10 +150,12 @@ void listener::OnTestEnd(const ::testing::TestInfo& test) {
     // after the test-end event.
     for (const auto& [key, value] : test_properties(seen)) ::testing::Test::RecordProperty(key, value);
   }
-  if (options_.print_on_failure && test.result() != nullptr && test.result()->Failed()) {
+  if (test.result() != nullptr && test.result()->Failed()) {
     const auto text = format_report(std::string(test.test_suite_name()) + "." + test.name(), seen,
                                     options_.output_lines);
-    if (!text.empty()) {
+    // The XML report carries the story too (CI systems show that, not stdout).
+    if (options_.record_properties && !text.empty()) ::testing::Test::RecordProperty("harness.report", text);
+    if (options_.print_on_failure && !text.empty()) {
       std::fputs(text.c_str(), stdout);
       std::fflush(stdout);
     }
@@ -112,9 +167,23 @@ listener& install_listener(listener_options options) {
   std::lock_guard lock(st.m);
   if (st.installed == nullptr) {
     st.installed = new listener(options);
-    ::testing::UnitTest::GetInstance()->listeners().Append(st.installed);  // takes ownership
+    auto* unit = ::testing::UnitTest::GetInstance();
+    unit->listeners().Append(st.installed);  // takes ownership
+    if (unit->current_test_info() != nullptr) {
+      // Installed from inside a test (a fixture's first use): this test counts from now.
+      st.in_test = true;
+      st.test_thread = std::this_thread::get_id();
+      st.test_start = std::chrono::system_clock::now();
+      st.seen.clear();
+    }
   }
   return *st.installed;
+}
+
+bool listener_installed() {
+  auto& st = state();
+  std::lock_guard lock(st.m);
+  return st.installed != nullptr;
 }
 
 void note_session(const harness::session& s) {

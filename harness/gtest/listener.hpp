@@ -27,8 +27,8 @@
 // when the test ends (harness::live_sessions()). Their snapshots are taken at those
 // moments, on the test's thread; the report printed at the end of a failed test shows
 // the latest snapshot of each (a fixture's servers are already stopped by then — gtest
-// destroys the fixture before the test-end event — so their output tails are as of
-// TearDown).
+// destroys the fixture before the test-end event — so they show how they ended, with
+// what they printed while stopping).
 //
 // Property names: a test with exactly one server gets harness.port, harness.attempts,
 // harness.ready_ms and harness.log. A test with several gets the same four per server,
@@ -89,6 +89,9 @@ class listener : public ::testing::EmptyTestEventListener {
 // second call returns the listener of the first and ignores `options`. Call it from
 // main() before RUN_ALL_TESTS().
 listener& install_listener(listener_options options = {});
+
+// Whether install_listener() has run in this process.
+[[nodiscard]] bool listener_installed();
 
 // Tells the listener about a session of the running test (the harness::gtest fixtures
 // call this for every server they start). Cheap; does nothing without a listener or

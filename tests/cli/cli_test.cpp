@@ -422,6 +422,50 @@ TEST(CliThen, ClientKilledByASignalIs128PlusN) {
   EXPECT_EQ(o.status, exit_status::exited_with(128 + SIGUSR1)) << o;
 }
 
+// A green client against a server that died meanwhile is not a pass: exit 4, with the
+// server's status and output on stderr.
+TEST(CliThen, AServerThatDiesWhileTheClientRunsIsExit4EvenIfTheClientPassed) {
+  const outcome o = run_cli(
+      {"run", "--then",
+       "kill -SEGV $HARNESS_PID; until grep -q '^State:.*Z' /proc/$HARNESS_PID/status 2>/dev/null; do :; done; "
+       "echo client done",
+       "--", fx, "--print=serving now", "--port={port}"});
+  EXPECT_EQ(o.status, exit_status::exited_with(4)) << o;
+  EXPECT_TRUE(contains(o.out, "client done")) << o;
+  EXPECT_TRUE(contains(o.err, "the client exited with status 0, but the server exited on its own: killed by signal "
+                              "11 (SIGSEGV)"))
+      << o;
+  EXPECT_TRUE(contains(o.err, "out| serving now")) << o;
+}
+
+// The server's own end is judged when it is stopped: a sanitizer report (or a status
+// it should not end with) turns a passing client into exit 5.
+TEST(CliThen, ASanitizerReportAtStopIsExit5) {
+  const outcome o = run_cli(
+      {"run", "--then", "true", "--", "/bin/sh", "-c",
+       "trap 'echo \"==9==ERROR: LeakSanitizer: detected memory leaks\" >&2; exit 1' TERM; \"$0\" --port=\"$1\" & wait",
+       fx, "{port}"});
+  EXPECT_EQ(o.status, exit_status::exited_with(5)) << o;
+  EXPECT_TRUE(contains(o.err, "the server did not end as expected")) << o;
+  EXPECT_TRUE(contains(o.err, "| ==9==ERROR: LeakSanitizer: detected memory leaks")) << o;
+  // A failing client keeps its own status; the report is still printed.
+  const outcome failing = run_cli(
+      {"run", "--then", "exit 7", "--", "/bin/sh", "-c",
+       "trap 'echo \"==9==ERROR: LeakSanitizer: detected memory leaks\" >&2; exit 1' TERM; \"$0\" --port=\"$1\" & wait",
+       fx, "{port}"});
+  EXPECT_EQ(failing.status, exit_status::exited_with(7)) << failing;
+  EXPECT_TRUE(contains(failing.err, "LeakSanitizer")) << failing;
+}
+
+// A slow start says where it stands on stderr, from 2 s on.
+TEST(CliRun, ASlowStartSaysWhereItStands) {
+  const outcome o = run_cli({"run", "--then", "true", "--", fx, "--delay-ms=2500", "--port={port}"});
+  EXPECT_EQ(o.status, exit_status::exited_with(0)) << o;
+  EXPECT_TRUE(std::regex_search(o.err, std::regex("harness: still starting fixture-server: 2\\.\\d s in, 2\\d\\.\\d s "
+                                                  "left; waiting for tcp \\(connection refused\\)")))
+      << o;
+}
+
 TEST(CliThen, ClientOutputIsStreamedLive) {
   // The client prints a line, then blocks until the test has seen it.
   const auto fifo =

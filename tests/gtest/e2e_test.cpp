@@ -145,7 +145,7 @@ TEST_F(GtestLayerEndToEnd, FailingProgramPrintsTheServersOfEachFailedTest) {
   const auto& s = facts.at("single");
 
   const std::string head = "[ HARNESS  ] Failing.ServerPrintsThenAnAssertionFails failed; 1 server was live during "
-                           "the test:\n[ HARNESS  ] 1. e2e-server (running)\n      command:  ";
+                           "the test:\n[ HARNESS  ] 1. e2e-server (exited with status 0)\n      command:  ";
   const auto report = r.out.find(head);
   ASSERT_NE(report, std::string::npos) << r.out;
   const auto block = r.out.substr(report, r.out.find("[  FAILED  ]", report) - report);
@@ -154,7 +154,7 @@ TEST_F(GtestLayerEndToEnd, FailingProgramPrintsTheServersOfEachFailedTest) {
   EXPECT_THAT(block, HasSubstr("      endpoint: 127.0.0.1:" + s.port + " (lease mode), pid " + s.pid + "\n"));
   EXPECT_THAT(block, HasSubstr("      ready:    in " + s.ready_ms + " ms, 1 attempt\n"));
   EXPECT_THAT(block, HasSubstr("        1. port " + s.port + ": ready"));
-  EXPECT_THAT(block, HasSubstr("      output:   last 3 lines of stdout and stderr\n"));
+  EXPECT_THAT(block, HasSubstr("      output:   last 4 lines of stdout and stderr\n"));
   EXPECT_THAT(block, HasSubstr("        out| PID " + s.pid + "\n"));
   EXPECT_THAT(block, HasSubstr("        err| e2e-stderr: first line\n"
                                "        err| e2e-stderr: second line\n"));

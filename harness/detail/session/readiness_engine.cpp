@@ -165,6 +165,9 @@ start_outcome readiness_engine::wait(clock::time_point t0) {
   auto delay = std::chrono::duration_cast<std::chrono::microseconds>(ready.poll_initial);
   const auto cap = std::chrono::duration_cast<std::chrono::microseconds>(ready.poll_cap);
   const bool lease = setup_.mode == port_mode::lease, announce = setup_.mode == port_mode::announce;
+  const bool progress = static_cast<bool>(ready.on_progress);
+  auto next_progress = t0 + timeouts::scaled(ready.progress_after);
+  const auto progress_every = std::max(timeouts::scaled(ready.progress_every), milliseconds(1));
   for (;;) {
     if (auto decided = take_events()) return *decided;
     if (exited_ || !world_.server_running()) return judge_exit();
@@ -208,9 +211,18 @@ start_outcome readiness_engine::wait(clock::time_point t0) {
         return *decided;
       }
     }
-    // Sleep until an event, the next poll, or the deadline.
+    // A slow start says where it stands now and then.
+    if (progress && world_.now() >= next_progress) {
+      const auto now = world_.now();
+      ready.on_progress({std::chrono::duration_cast<milliseconds>(now - t0),
+                         std::chrono::duration_cast<milliseconds>(deadline - now), waiting_for_});
+      while (next_progress <= now) next_progress += progress_every;
+    }
+    // Sleep until an event, the next poll, the next progress line, or the deadline.
     const bool poll = polling(all);
-    world_.sleep_until(ev_, seen_, poll ? std::min(deadline, world_.now() + delay) : deadline);
+    auto until = poll ? std::min(deadline, world_.now() + delay) : deadline;
+    if (progress) until = std::min(until, next_progress);
+    world_.sleep_until(ev_, seen_, until);
     if (poll) delay = std::min(delay * 2, cap);
   }
 }

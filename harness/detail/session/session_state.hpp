@@ -60,4 +60,8 @@ struct session_state {
                  bool show_holder) const;
 };
 
+// session::check() and session::warnings() of a session's state.
+std::optional<failure> verdict_of(const session_state& s);
+std::vector<std::string> warnings_of(const session_state& s);
+
 }  // namespace harness::detail
