@@ -835,6 +835,32 @@ TEST_F(SessionBadInput, HostMustBeAnAddress) {
 
 // --- what a failure says ---------------------------------------------------------------
 
+// Python buffers stdout when it is a pipe: its port line never comes. The timeout
+// says so when a Python command printed nothing on stdout.
+TEST_F(SessionTest, APythonServerWithBufferedOutputGetsAHint) {
+  auto r = session::try_start({.command = {"python3", "-c",
+                                           "import sys, time\nprint('serving on port 4242')\ntime.sleep(60)"},
+                               .port = {.mode = port_mode::announce, .port_from = R"(serving on port (\d+))"},
+                               .ready = {.timeout = 1500ms},
+                               .env = {.unset = {"PYTHONUNBUFFERED"}}});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::ready_timeout);
+  EXPECT_NE(r.error().message().find("hint: Python buffers stdout when it is not a terminal"), std::string::npos)
+      << r.error().message();
+  // Not for other programs, nor once Python's lines do come.
+  auto quiet = session::try_start({.command = fx({"--port=0", "--serve=none"}),
+                                   .port = {.mode = port_mode::announce, .port_from = R"(never (\d+))"},
+                                   .ready = {.timeout = 300ms}});
+  ASSERT_FALSE(quiet);
+  EXPECT_EQ(quiet.error().message().find("hint: Python"), std::string::npos) << quiet.error().message();
+  auto unbuffered = session::try_start({.command = {"python3", "-u", "-c",
+                                                    "import time\nprint('serving on port 0')\ntime.sleep(60)"},
+                                        .port = {.mode = port_mode::announce, .port_from = R"(never (\d+))"},
+                                        .ready = {.timeout = 1500ms}});
+  ASSERT_FALSE(unbuffered);
+  EXPECT_EQ(unbuffered.error().message().find("hint: Python"), std::string::npos) << unbuffered.error().message();
+}
+
 TEST_F(SessionTest, FailureTextCarriesEverythingATestLogNeeds) {
   auto r = session::try_start({.command = fx({"--eprint=loading modules", "--print=warming up on {port}",
                                               "--eprint=giving up", "--exit-before-ready=7", "--port={port}"}),

@@ -39,6 +39,8 @@ std::string skip_text(const std::string& message) {
   return "the server's program is not available here (if_unavailable::skip):\n" + message;
 }
 
+void record_failed_start(const failure& f);
+
 // Fails (or skips) the running test because of these servers.
 void report(const std::vector<failed_server>& hits, const char* file, int line) {
   if (hits.empty()) return;
@@ -50,10 +52,13 @@ void report(const std::vector<failed_server>& hits, const char* file, int line) 
       text += (text.empty() ? "" : "\n") + h.label + " is not available here (if_unavailable::skip):\n" +
               h.error.message();
     }
-    GTEST_SKIP() << text;
+    // At the test's own line, as the failures below.
+    GTEST_MESSAGE_AT_(file != nullptr ? file : "unknown file", line, text.c_str(), ::testing::TestPartResult::kSkip);
+    return;
   }
   for (const auto& h : hits) {
     if (skippable(h.error, h.unavailable)) continue;
+    record_failed_start(h.error);
     GTEST_FAIL_AT(file != nullptr ? file : "unknown file", line)
         << h.label << " did not start, so this test cannot run:\n"
         << h.error.message();

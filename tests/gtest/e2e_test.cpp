@@ -256,6 +256,12 @@ TEST_F(GtestLayerEndToEnd, SkipIfUnavailableSkipsTheTestsAndThePassesProgram) {
                                missing_program_text()));
   EXPECT_THAT(r.out, Not(HasSubstr("E2E BODY RAN")));
   EXPECT_THAT(r.out, Not(HasSubstr("E2E SETUP CONTINUED")));
+  // Each skip names the user's line (the test, or the start_server call), not the library's.
+  for (const char* line : {"unavailable_program.cpp:49: Skipped", "unavailable_program.cpp:50: Skipped",
+                           "unavailable_program.cpp:56: Skipped"}) {
+    EXPECT_THAT(r.out, HasSubstr(line)) << r.out;
+  }
+  EXPECT_THAT(r.out, Not(HasSubstr("fixture.cpp"))) << r.out;
 
   for (const auto& [suite, name] : std::vector<std::pair<std::string, std::string>>{
            {"SuiteServerSkipped", "First"}, {"SuiteServerSkipped", "Second"}, {"TestServerSkipped", "Skips"}}) {
@@ -276,6 +282,8 @@ TEST_F(GtestLayerEndToEnd, AProgramServerThatCannotStartFailsEveryTest) {
   EXPECT_THAT(r.out, HasSubstr("[  FAILED  ] Plain.Passes ("));
   EXPECT_THAT(r.out, Not(HasSubstr("E2E PLAIN RAN")));
   EXPECT_THAT(testcase(r.xml, "Plain", "Passes"), HasSubstr("<failure message="));
+  // A failed start leaves what CI shows in the XML: which start failed.
+  EXPECT_THAT(testcase(r.xml, "Plain", "Passes"), HasSubstr("<property name=\"harness.start_failed\" value=\"program not found"));
 }
 
 TEST_F(GtestLayerEndToEnd, AProgramServerThatIsNotInstalledCanSkipEveryTest) {
@@ -286,6 +294,58 @@ TEST_F(GtestLayerEndToEnd, AProgramServerThatIsNotInstalledCanSkipEveryTest) {
   EXPECT_THAT(r.out, HasSubstr(missing_program_text()));
   EXPECT_THAT(r.out, Not(HasSubstr("E2E PLAIN RAN")));
   EXPECT_THAT(testcase(r.xml, "Plain", "Passes"), HasSubstr("result=\"skipped\""));
+}
+
+}  // namespace
+
+namespace {
+
+// Servers that crash mid-test, print a sanitizer report or end badly fail tests that
+// would otherwise pass — per test and per suite — in the output and in the XML; the
+// program links GTest::gtest_main, so the fixtures install the listener themselves.
+TEST_F(GtestLayerEndToEnd, ServersThatCrashOrLeakFailTheirTestsInTheOutputAndTheXml) {
+  const auto r = run(HARNESS_GTEST_VERDICT, {});
+  ASSERT_TRUE(r.status);
+  EXPECT_THAT(*r.status, ExitedWith(1)) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("[ HARNESS  ] installed harness::gtest::listener on first use")) << r.out;
+  EXPECT_EQ(count(r.out, "installed harness::gtest::listener"), 1u) << r.out;
+
+  // The mid-test crash: the test fails at the line that started the server, with the
+  // status and the stdout line.
+  EXPECT_THAT(r.out, HasSubstr("verdict_program.cpp:32: Failure")) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("crasher: exited on its own while the test ran: killed by signal 11 (SIGSEGV)"))
+      << r.out;
+  EXPECT_THAT(r.out, HasSubstr("    out| warming up on stdout\n")) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("[  FAILED  ] PerTest.ServerCrashesMidTest (")) << r.out;
+  // The sanitizer report at stop, quoted.
+  EXPECT_THAT(r.out, HasSubstr("leaker: stopped with exited with status 1")) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("sanitizer report (first lines):\n    | ==1==ERROR: LeakSanitizer: detected memory "
+                               "leaks\n    | Direct leak of 64 byte(s)"))
+      << r.out;
+  EXPECT_THAT(r.out, HasSubstr("[  FAILED  ] PerTest.ServerLeaksAtStop (")) << r.out;
+  // An exit the test announced, and a slow start that says where it stands.
+  EXPECT_THAT(r.out, HasSubstr("[       OK ] PerTest.AnnouncedExitPasses (")) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("[ HARNESS  ] still starting slowpoke: 2.")) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("[       OK ] PerTest.SlowStartShowsProgress (")) << r.out;
+  // The shared server fails the test during which it died, and only that one.
+  EXPECT_THAT(r.out, HasSubstr("shared-victim exited during this test:")) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("[  FAILED  ] Shared.KillsTheServer (")) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("[       OK ] Shared.RunsAfterwards (")) << r.out;
+
+  // The XML: failures with the full text, and the listener's report as a property.
+  const auto crash = testcase(r.xml, "PerTest", "ServerCrashesMidTest");
+  EXPECT_THAT(crash, HasSubstr("<failure message=")) << crash;
+  EXPECT_THAT(crash, HasSubstr("killed by signal 11 (SIGSEGV)")) << crash;
+  EXPECT_THAT(crash, HasSubstr("<property name=\"harness.report\" value=\"[ HARNESS  ] PerTest.ServerCrashesMidTest "
+                               "failed; 1 server was live during the test:"))
+      << crash;
+  EXPECT_THAT(crash, HasSubstr("out| warming up on stdout")) << crash;
+  const auto leak = testcase(r.xml, "PerTest", "ServerLeaksAtStop");
+  EXPECT_THAT(leak, HasSubstr("==1==ERROR: LeakSanitizer: detected memory leaks")) << leak;
+  EXPECT_THAT(leak, HasSubstr("<failure message=")) << leak;
+  EXPECT_THAT(testcase(r.xml, "Shared", "KillsTheServer"), HasSubstr("<failure message=")) << r.xml;
+  EXPECT_THAT(testcase(r.xml, "Shared", "RunsAfterwards"), Not(HasSubstr("<failure"))) << r.xml;
+  EXPECT_THAT(testcase(r.xml, "PerTest", "AnnouncedExitPasses"), Not(HasSubstr("<failure"))) << r.xml;
 }
 
 }  // namespace
