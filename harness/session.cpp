@@ -338,6 +338,7 @@ void detail::session_state::arm() {
     std::lock_guard lock(watch->m);
     watch->armed = true;
     watch->exit_expected = false;
+    watch->signalled.clear();
     watch->expected_end.reset();
   }
   // An exit between ready and now was not seen armed: judge it as if it had been.
@@ -652,6 +653,15 @@ void session::expect_exit() {
   if (!state_) return;
   std::lock_guard lock(state_->watch->m);
   state_->watch->exit_expected = true;
+}
+
+result<void> session::signal(int sig) {
+  if (!state_) return make_failure(errc::not_running, "empty session");
+  {
+    std::lock_guard lock(state_->watch->m);
+    state_->watch->signalled.push_back(sig);
+  }
+  return state_->proc.signal(sig);
 }
 
 session_info session::info() const {

@@ -168,6 +168,11 @@ class session {
   // The test is about to make the server exit (a shutdown command, a kill): that exit
   // is not a failure. Lasts until the server exits or is restarted.
   void expect_exit();
+  // Sends `sig` to the server (process::signal). An exit by that signal (killed by it,
+  // or exit code 128 + it), or a clean exit after SIGTERM, SIGINT or SIGQUIT, is then
+  // the test's doing, not a failure; any other exit still is (a SIGHUP the server
+  // should survive, say).
+  result<void> signal(int sig);
 
   // A multi-line summary: command, mode, port, pid, attempts, ready time, log file.
   [[nodiscard]] std::string summary() const;

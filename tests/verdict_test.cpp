@@ -83,6 +83,33 @@ TEST(Verdict, AnExitTheTestAnnouncedIsNotAFailure) {
   EXPECT_FALSE(s.check()) << s.check()->message();
 }
 
+// A signal the test sends through the session is the test's doing — for the exit it
+// causes, not for any exit that comes later.
+TEST(Verdict, ASignalSentThroughTheSessionIsTheTestsDoing) {
+  session killed = session::start({.command = fx({"--port={port}"})});
+  ASSERT_TRUE(killed.signal(SIGKILL));
+  ASSERT_TRUE(killed.process().wait_for(10s));
+  EXPECT_FALSE(killed.check()) << killed.check()->message();
+
+  session graceful = session::start({.command = fx({"--port={port}"})});
+  ASSERT_TRUE(graceful.signal(SIGTERM));  // the fixture exits 0 on SIGTERM
+  EXPECT_EQ(graceful.process().wait_for(10s), exit_status::exited_with(0));
+  EXPECT_FALSE(graceful.check()) << graceful.check()->message();
+
+  // SIGUSR1 kills the fixture (default action): the test sent it, so that is expected...
+  session usr = session::start({.command = fx({"--port={port}"})});
+  ASSERT_TRUE(usr.signal(SIGUSR1));
+  ASSERT_TRUE(usr.process().wait_for(10s));
+  EXPECT_FALSE(usr.check()) << usr.check()->message();
+  // ...but a different death after a signal is still a crash.
+  session other = session::start({.command = fx({"--port={port}"})});
+  ASSERT_TRUE(other.signal(SIGCONT));  // harmless
+  ASSERT_EQ(::kill(other.pid(), SIGSEGV), 0);
+  ASSERT_TRUE(other.process().wait_for(10s));
+  ASSERT_TRUE(other.check());
+  EXPECT_EQ(other.check()->code, errc::server_exited);
+}
+
 TEST(Verdict, ARestartIsTheTestsOwnDoing) {
   session s = session::start({.command = fx({"--port={port}"})});
   ASSERT_TRUE(s.restart());

@@ -1,5 +1,7 @@
 #include "harness/detail/session/server_watch.hpp"
 
+#include <csignal>
+
 namespace harness::detail {
 
 bool is_sanitizer_report_line(std::string_view line) {
@@ -42,6 +44,15 @@ void server_watch::exited(const exit_status& status, bool on_io_thread) {
       }
     } else {
       armed = false;
+      // The test's own signal: an exit by it (killed by it, or 128 + it as shells and
+      // JVMs report), or a clean exit after one that asks for a shutdown.
+      for (const int sig : signalled) {
+        const bool shutdown = sig == SIGTERM || sig == SIGINT || sig == SIGQUIT;
+        if (status == exit_status::killed_by(sig) || status == exit_status::exited_with(128 + sig) ||
+            (shutdown && status == exit_status::exited_with(0))) {
+          exit_expected = true;
+        }
+      }
       if (exit_expected) {
         expected_end = status;
         return;

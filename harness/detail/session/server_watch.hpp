@@ -29,6 +29,7 @@ struct server_watch {
   mutable std::mutex m;
   bool armed = false;          // ready, and not being stopped or restarted by the test
   bool exit_expected = false;  // session::expect_exit() since the last start
+  std::vector<int> signalled;  // signals the test sent through session::signal() since then
   std::optional<exit_status> unexpected_exit;
   std::chrono::system_clock::time_point exited_at{};
   std::optional<exit_status> expected_end;  // the exit after expect_exit()
