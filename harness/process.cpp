@@ -52,6 +52,7 @@ struct process_state {
   std::string command;
   pid_t supervisor = -1;
   unique_fd supervisor_pidfd;  // empty without kernel pidfds
+  unsigned long long supervisor_start = 0;  // with its pid, names the supervisor
   unique_fd control;           // to the supervisor (supervisor_protocol.hpp)
   pid_t group = -1;            // the first server process: leader of the server's group
   std::shared_ptr<output_state> out;
@@ -503,6 +504,7 @@ result<process> process::try_spawn(process_options options) {
   err_w.reset();
   s.supervisor = child->supervisor;
   s.supervisor_pidfd = std::move(child->supervisor_pidfd);
+  s.supervisor_start = child->supervisor_start;
   s.control = std::move(child->control);
   s.pid = s.group = child->pid;
   s.pid_fd = open_member(s.pid, s.supervisor);
@@ -704,28 +706,19 @@ bool stop_through_supervisor(process_state& s, const stop_policy& policy) {
 }
 
 // Reaps the supervisor (it exits right after reporting). Somebody else may have reaped
-// it already (SIGCHLD ignored, waitpid(-1)): nothing to do then.
+// it already (SIGCHLD ignored, waitpid(-1)), and its pid may be another process's by
+// now: detail::reap_supervisor() waits for and reaps only the supervisor itself.
 void reap_supervisor(process_state& s, bool answered) {
+  const auto limit = timeouts::scaled(milliseconds(2000));
+  const int fd = s.supervisor_pidfd ? s.supervisor_pidfd.get() : -1;
   if (!answered) {
     // Unresponsive. Shutting its socket down asks it to kill its tree at once; if it
     // still does not exit, SIGKILL it (its tree is then re-parented and out of reach).
     ::shutdown(s.control.get(), SHUT_RDWR);
-    if (s.supervisor_pidfd) {
-      pollfd p{s.supervisor_pidfd.get(), POLLIN, 0};
-      if (::poll(&p, 1, static_cast<int>(timeouts::scaled(milliseconds(2000)).count())) != 1) {
-        detail::pidfd::send_signal(s.supervisor_pidfd.get(), s.supervisor, SIGKILL);
-      }
-    } else {
-      detail::pidfd::send_signal(-1, s.supervisor, SIGKILL);
-    }
+    if (detail::reap_supervisor(s.supervisor, fd, s.supervisor_start, limit)) return;
+    detail::kill_supervisor(s.supervisor, fd, s.supervisor_start);
   }
-  if (s.supervisor_pidfd) {
-    pollfd p{s.supervisor_pidfd.get(), POLLIN, 0};
-    ::poll(&p, 1, static_cast<int>(timeouts::scaled(milliseconds(2000)).count()));
-  }
-  int ws = 0;
-  while (::waitpid(s.supervisor, &ws, s.supervisor_pidfd ? WNOHANG : 0) < 0 && errno == EINTR) {
-  }
+  detail::reap_supervisor(s.supervisor, fd, s.supervisor_start, limit);
 }
 
 // The body of stop(): false when the process was already finalized (`final` then

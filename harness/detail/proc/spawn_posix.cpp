@@ -29,6 +29,7 @@
 #include <boost/process/v2/process.hpp>
 
 #include "harness/detail/os/pidfd.hpp"
+#include "harness/detail/os/proc_fs.hpp"
 #include "harness/detail/proc/supervisor_protocol.hpp"
 #include "harness/timeouts.hpp"
 
@@ -289,6 +290,7 @@ struct idle_supervisor {
   unique_fd control;
   pid_t owner = 0;  // the runner process that started it
   inherited_state state;
+  unsigned long long start = 0;  // its start time, which with its pid names it
 };
 
 // The number the supervisor's end of the control socket gets.
@@ -329,6 +331,8 @@ result<idle_supervisor> start_supervisor(const std::string& path) {
   sup.pid = launcher.pid;
   sup.pidfd = std::move(launcher.pidfd);
   sup.owner = ::getpid();
+  // Our unreaped child (it does not exit before it is told to): the pid is surely it.
+  if (auto st = procfs::read_stat(sup.pid)) sup.start = st->start_time;
   return sup;
 }
 
@@ -339,15 +343,10 @@ void discard(idle_supervisor& s) {
   if (s.pid <= 0) return;
   s.control.reset();
   if (s.owner == ::getpid()) {
-    if (s.pidfd) {
-      pollfd p{s.pidfd.get(), POLLIN, 0};
-      const auto limit = static_cast<int>(timeouts::scaled(std::chrono::milliseconds(2000)).count());
-      if (::poll(&p, 1, limit) != 1) pidfd::send_signal(s.pidfd.get(), s.pid, SIGKILL);
-    } else {
-      pidfd::send_signal(-1, s.pid, SIGKILL);  // no pidfd: it is our unreaped child
-    }
-    int status = 0;
-    while (::waitpid(s.pid, &status, 0) < 0 && errno == EINTR) {
+    const auto limit = timeouts::scaled(std::chrono::milliseconds(2000));
+    if (!reap_supervisor(s.pid, s.pidfd.get(), s.start, limit)) {
+      kill_supervisor(s.pid, s.pidfd.get(), s.start);
+      reap_supervisor(s.pid, s.pidfd.get(), s.start, limit);
     }
   }
   s.pid = -1;
@@ -534,6 +533,63 @@ result<void> send_request(const idle_supervisor& sup, int request, int cwd, cons
 
 }  // namespace
 
+namespace {
+
+enum class identity { ours, not_ours, unknown };
+
+// Whether `pid` is still the supervisor started at `start`: our child, with that start
+// time and the supervisor's name (PR_SET_NAME, or the one exec gave it before that).
+// Unknown when /proc cannot tell (out of fds, say) or the start time was never learnt:
+// then it is taken to be ours, as it was when it was started.
+identity supervisor_identity(pid_t pid, unsigned long long start) {
+  if (start == 0) return identity::unknown;
+  const std::string path = "/proc/" + std::to_string(pid) + "/stat";
+  const unique_fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return errno == ENOENT || errno == ESRCH ? identity::not_ours : identity::unknown;
+  char buf[1024];
+  const ssize_t n = ::read(fd.get(), buf, sizeof buf);
+  if (n <= 0) return n < 0 && errno == ESRCH ? identity::not_ours : identity::unknown;
+  const auto st = procfs::parse_stat(std::string_view(buf, static_cast<std::size_t>(n)));
+  if (!st) return identity::unknown;
+  return st->ppid == ::getpid() && st->start_time == start && st->comm.rfind("harness-superv", 0) == 0
+             ? identity::ours
+             : identity::not_ours;
+}
+
+}  // namespace
+
+bool reap_supervisor(pid_t pid, int pidfd, unsigned long long start, std::chrono::milliseconds limit) {
+  if (pidfd >= 0) {
+    pollfd p{pidfd, POLLIN, 0};
+    int rc;
+    do {
+      rc = ::poll(&p, 1, static_cast<int>(std::min<std::chrono::milliseconds::rep>(limit.count(), 3'600'000)));
+    } while (rc < 0 && errno == EINTR);
+    if (rc != 1) return false;
+    // It has exited; reap it unless somebody else already did (its pid may be reused).
+    if (supervisor_identity(pid, start) != identity::not_ours) ::waitpid(pid, nullptr, WNOHANG);
+    return true;
+  }
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  auto delay = std::chrono::milliseconds(1);
+  for (;;) {
+    if (supervisor_identity(pid, start) == identity::not_ours) return true;  // reaped by somebody else
+    const pid_t rc = ::waitpid(pid, nullptr, WNOHANG);
+    if (rc == pid || (rc < 0 && errno != EINTR)) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(delay);  // no pidfd to wait on: the old kernels' way
+    delay = std::min(delay * 2, std::chrono::milliseconds(20));
+  }
+}
+
+void kill_supervisor(pid_t pid, int pidfd, unsigned long long start) {
+  if (pidfd >= 0) {
+    pidfd::send_signal(pidfd, pid, SIGKILL);
+  } else if (supervisor_identity(pid, start) != identity::not_ours) {
+    pidfd::send_signal(-1, pid, SIGKILL);
+  }
+}
+
 void inject_fork_failures_for_testing(int count) { injected_fork_failures = count; }
 
 void use_spare_supervisors_for_testing(bool enabled) {
@@ -616,9 +672,11 @@ result<spawned_child> spawn_child(const spawn_request& req) {
   spawned_child c;
   c.supervisor = sup->pid;
   c.supervisor_pidfd = std::move(sup->pidfd);
+  c.supervisor_start = sup->start;
   c.control = std::move(sup->control);
   if (auto ok = handshake(c, req); !ok) {
-    idle_supervisor failed{c.supervisor, std::move(c.supervisor_pidfd), std::move(c.control), ::getpid(), {}};
+    idle_supervisor failed{c.supervisor, std::move(c.supervisor_pidfd), std::move(c.control), ::getpid(), {},
+                           c.supervisor_start};
     discard(failed);
     return std::move(ok).error();
   }

@@ -47,6 +47,7 @@ struct spawn_request {
 struct spawned_child {
   pid_t supervisor = -1;
   unique_fd supervisor_pidfd;  // empty without kernel pidfds
+  unsigned long long supervisor_start = 0;  // its start time (clock ticks since boot)
   unique_fd control;           // SOCK_SEQPACKET to the supervisor, CLOEXEC
   pid_t pid = -1;              // the server process
   unsigned long long start_time = 0;
@@ -56,6 +57,18 @@ struct spawned_child {
 // failed. On failure the supervisor is told to sweep whatever it started and is reaped
 // (SIGKILLed only if it does not exit within 2 s).
 result<spawned_child> spawn_child(const spawn_request& request);
+
+// Reaps the supervisor `pid` (our child, started at `start`) once it has exited,
+// waiting at most `limit` for that; returns whether it is gone. Through `pidfd` when
+// there is one. Without, by pid only while that pid is still the supervisor (our child,
+// with its start time and name): somebody else's waitpid(-1) or a SIG_IGN'd SIGCHLD may
+// have reaped it, and its pid may be an unrelated process's by now, which must be
+// neither waited for nor reaped.
+bool reap_supervisor(pid_t pid, int pidfd, unsigned long long start, std::chrono::milliseconds limit);
+
+// SIGKILLs the supervisor `pid` (see reap_supervisor), through `pidfd` when there is one,
+// else by pid only while that pid is still the supervisor.
+void kill_supervisor(pid_t pid, int pidfd, unsigned long long start);
 
 // Where the supervisor program is: $HARNESS_SUPERVISOR, else the build tree's copy,
 // else the installed one (libexec). Empty when none exists.
