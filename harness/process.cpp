@@ -15,6 +15,7 @@
 #include <cstring>
 #include <future>
 #include <mutex>
+#include <system_error>
 #include <unordered_set>
 
 #include <boost/asio/posix/stream_descriptor.hpp>
@@ -460,7 +461,13 @@ result<process> process::try_spawn(process_options options) {
   auto program = resolve_program(options);
   if (!program) return std::move(program).error();
 
-  auto& io = io_thread::get();
+  io_thread* io_ptr = nullptr;
+  try {
+    io_ptr = &io_thread::get();
+  } catch (const std::system_error& e) {  // no thread to be had (RLIMIT_NPROC, say)
+    return make_failure(errc::spawn_failed, "cannot start the harness I/O thread: " + e.code().message());
+  }
+  auto& io = *io_ptr;
   auto state = std::make_shared<process_state>(std::move(options));
   process_state& s = *state;
   s.id = io.runner_token() + "-" + std::to_string(next_session.fetch_add(1));

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <mutex>
 #include <set>
+#include <system_error>
 #include <thread>
 
 #include "harness/detail/os/unique_fd.hpp"
@@ -89,8 +90,12 @@ void prune_logs_in_background(const std::filesystem::path& dir) {
   const unique_fd fd(::open(stamp.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600));
   if (!fd) return;
   if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::getuid() || st.st_nlink != 1) return;
+  try {
+    std::thread([dir, max_age] { prune_logs(dir, max_age); }).detach();
+  } catch (const std::system_error&) {
+    return;  // no thread to be had now (RLIMIT_NPROC, say): pruning waits for the next spawn
+  }
   ::futimens(fd.get(), nullptr);
-  std::thread([dir, max_age] { prune_logs(dir, max_age); }).detach();
 }
 
 }  // namespace harness::detail

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <memory>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -57,6 +58,13 @@ io_thread::io_thread()
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
+  // Restored on every way out: std::thread throws std::system_error when no thread can
+  // be had (EAGAIN), and the caller must not keep every signal blocked.
+  struct restore_mask {
+    const sigset_t& mask;
+    ~restore_mask() { pthread_sigmask(SIG_SETMASK, &mask, nullptr); }
+  } restore{old};
+  std::unique_ptr<impl> owned(impl_);
   std::promise<std::thread::id> started;
   auto started_future = started.get_future();
   impl_->thread = std::thread([this, &started] {
@@ -71,7 +79,7 @@ io_thread::io_thread()
       }
     }
   });
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  owned.release();
   impl_->id = started_future.get();
   impl_->thread.detach();
 }

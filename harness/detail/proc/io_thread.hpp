@@ -20,7 +20,8 @@ namespace harness::detail {
 
 class io_thread {
  public:
-  // The instance of this process (created on first use).
+  // The instance of this process (created on first use). Throws std::system_error when
+  // the thread cannot be started (EAGAIN under RLIMIT_NPROC); a later call tries again.
   static io_thread& get();
 
   boost::asio::io_context& context() { return ctx_; }

@@ -23,6 +23,7 @@
 #include <cstring>
 #include <mutex>
 #include <optional>
+#include <system_error>
 #include <thread>
 
 #include <boost/asio/io_context.hpp>
@@ -427,7 +428,11 @@ class spare_maker {
     static std::atomic<spare_maker*> current{nullptr};
     spare_maker* m = current.load();
     if (m == nullptr || m->pid_ != ::getpid()) {
-      m = new spare_maker(path);  // lives as long as the process, like the I/O thread
+      try {
+        m = new spare_maker(path);  // lives as long as the process, like the I/O thread
+      } catch (const std::system_error&) {
+        return;  // no thread to be had (RLIMIT_NPROC, say): each spawn starts its own supervisor
+      }
       current = m;
     }
     {
