@@ -61,8 +61,15 @@ void append_report(const session_info& info, const exit_status& final_status, lo
 
   // O_NONBLOCK: a FIFO without a reader fails at once (ENXIO) instead of hanging stop().
   const int fd = ::open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
-  const bool ok = fd >= 0 && ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
-  const int err = errno;
+  const ssize_t n = fd >= 0 ? ::write(fd, text.data(), text.size()) : -1;
+  const bool ok = n == static_cast<ssize_t>(text.size());
+  const int err = n < 0 ? errno : ENOSPC;
+  if (n > 0 && !ok) {
+    // Cut short (the disk is full): the torn line must not stay, or the next one would be
+    // glued to it. One write() per line, so ours are the last n bytes.
+    const off_t end = ::lseek(fd, 0, SEEK_CUR);
+    if (end >= n) ::ftruncate(fd, end - n);
+  }
   if (fd >= 0) ::close(fd);
   static std::atomic<bool> warned{false};
   if (!ok && !warned.exchange(true)) {
