@@ -346,6 +346,7 @@ void detail::session_state::arm() {
 }
 
 exit_status detail::session_state::stop_and_report() {
+  if (::getpid() != owner) return {};  // a fork()ed copy: the server and its line are the parent's
   const auto t0 = std::chrono::steady_clock::now();
   bool was_armed = false;
   {

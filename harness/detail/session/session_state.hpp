@@ -1,6 +1,8 @@
 // Private: the state behind one harness::session (session.cpp is its facade).
 #pragma once
 
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -28,6 +30,9 @@ struct session_state {
   std::shared_ptr<const matchers> match;
   bool need_ready_signal = false;  // inherit mode without probes
   bool reported = false;           // the HARNESS_REPORT line is written
+  // The process that started it: a fork()ed copy (a death test) neither stops nor
+  // reports it.
+  pid_t owner = ::getpid();
   // Guards proc, port, attempts and ready_time against live_sessions() readers while
   // restart() changes them (never held across a stop or a start).
   mutable std::mutex info_m;
