@@ -2,12 +2,14 @@
 // in parallel), reports their ports, then waits to be killed. Used by the tests that
 // kill a runner (tests/real/, tests/ownership_test.cpp).
 //
-//   server-runner [--fork] [--stop-with-grace=MS] CMD [ARG]... [--- CMD [ARG]...]...
+//   server-runner [--fork] [--grace=MS] [--stop-with-grace=MS] CMD [ARG]... [--- CMD [ARG]...]...
 //
-// prints "STARTING" first, then "PORT <i> <port> <pid>" as server i becomes ready, then
+// prints "STARTING" first, then "PORT <i> <port> <pid>" as server i becomes ready (and
+// "ATTEMPT <i> <port> <outcome> <reason>" for each start it took, in order), then
 // "READY" once all are. With --fork it then forks a child that never execs and only
 // waits (as a fork-style gtest death test does) and prints "FORKED <pid>" before
-// "READY". With --stop-with-grace it then prints "STOPPING" and stops every server with
+// "READY". --grace sets the servers' stop grace (the stop of a start that collided, too).
+// With --stop-with-grace it then prints "STOPPING" and stops every server with
 // that grace (a server that ignores SIGTERM keeps it stopping that long).
 // A start that fails prints "FAILED <i>" (the error on stderr) and exits 1.
 // SIGTERM ends it like any test program: at once, without running destructors.
@@ -25,7 +27,8 @@
 
 int main(int argc, char** argv) {
   bool fork_child = false;
-  std::optional<std::chrono::milliseconds> stop_grace;
+  std::optional<std::chrono::milliseconds> grace;
+  bool stop_when_ready = false;
   std::vector<std::vector<std::string>> commands(1);
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
@@ -33,7 +36,10 @@ int main(int argc, char** argv) {
     if (arg == "--fork" && leading) {
       fork_child = true;
     } else if (arg.rfind("--stop-with-grace=", 0) == 0 && leading) {
-      stop_grace = std::chrono::milliseconds(std::stol(std::string(arg.substr(18))));
+      grace = std::chrono::milliseconds(std::stol(std::string(arg.substr(18))));
+      stop_when_ready = true;
+    } else if (arg.rfind("--grace=", 0) == 0 && leading) {
+      grace = std::chrono::milliseconds(std::stol(std::string(arg.substr(8))));
     } else if (arg == "---") {
       commands.emplace_back();
     } else {
@@ -42,7 +48,8 @@ int main(int argc, char** argv) {
   }
   for (const auto& c : commands) {
     if (c.empty()) {
-      std::cerr << "usage: server-runner [--fork] CMD [ARG]... [--- CMD [ARG]...]...\n";
+      std::cerr << "usage: server-runner [--fork] [--grace=MS] [--stop-with-grace=MS] CMD [ARG]... "
+                   "[--- CMD [ARG]...]...\n";
       return 64;
     }
   }
@@ -51,12 +58,16 @@ int main(int argc, char** argv) {
   std::vector<harness::server_spec> specs;
   for (const auto& c : commands) {
     harness::server_spec spec{.command = c};
-    if (stop_grace) spec.stop.grace = *stop_grace;
+    if (grace) spec.stop.grace = *grace;
     specs.push_back(std::move(spec));
   }
   auto sessions = harness_test::start_in_parallel(specs, [](std::size_t i, const auto& s) {
     if (s) {
       std::cout << "PORT " << i << " " << s->port() << " " << s->pid() << std::endl;
+      for (const auto& a : s->attempts()) {
+        std::cout << "ATTEMPT " << i << " " << a.port << " " << harness::to_string(a.outcome) << " " << a.reason
+                  << std::endl;
+      }
     } else {
       std::cerr << "session " << i << ": " << s.error().message() << std::endl;
       std::cout << "FAILED " << i << std::endl;
@@ -71,7 +82,7 @@ int main(int argc, char** argv) {
     std::cout << "FORKED " << child << std::endl;
   }
   std::cout << "READY" << std::endl;
-  if (stop_grace) {
+  if (stop_when_ready) {
     std::cout << "STOPPING" << std::endl;
     for (auto& s : *sessions) s.stop();
     std::cout << "STOPPED" << std::endl;

@@ -5,7 +5,7 @@
 // prints "TOKEN <runner token>", then "PID <pid>" for each process of the trees,
 // then "READY", and blocks until killed.
 //
-//   tree-runner <fixture-server> --sessions=<d0>,<d1>,<d2>,<d3>
+//   tree-runner <fixture-server> --sessions=<d0>,<d1>,<d2>,<d3> [--tag=<text>]
 // prints "TOKEN <runner token>" first, then at once starts four lease-mode sessions in
 // parallel, server i sleeping d_i ms before it binds (so that a kill can land before,
 // during or after readiness):
@@ -15,7 +15,9 @@
 //   3: a server ignoring SIGTERM with a child and an orphaned setsid grandchild.
 // As each becomes ready it prints "LEASE <port> <n>" (n = 1, 2, ...: how many are
 // ready so far). Once all are, "READY"; then it blocks until killed. A start that
-// fails prints "FAILED <i>" (and the error on stderr) and the runner exits 1.
+// fails prints "FAILED <i>" (and the error on stderr) and the runner exits 1. With
+// --tag, every fixture-server of the trees has <text> in its command line (--print),
+// for leftover checks that do not go by the harness's marker.
 #include <unistd.h>
 
 #include <cstdio>
@@ -85,7 +87,7 @@ int run_trees(const std::string& fixture) {
   for (;;) ::pause();
 }
 
-int run_sessions(const std::string& fixture, std::string_view delays_text) {
+int run_sessions(const std::string& fixture, std::string_view delays_text, const std::string& tag) {
   std::vector<std::string> delays;
   std::istringstream in{std::string(delays_text)};
   for (std::string d; std::getline(in, d, ',');) delays.push_back(d);
@@ -93,12 +95,13 @@ int run_sessions(const std::string& fixture, std::string_view delays_text) {
     std::cerr << "--sessions needs four delays (ms), e.g. --sessions=0,10,40,80\n";
     return 64;
   }
+  const std::string print = "--print=" + (tag.empty() ? std::string("tree-runner") : tag);
   std::vector<std::vector<std::string>> commands = {
-      {fixture, "--port={port}", "--delay-ms=" + delays[0]},
-      {"/bin/sh", "-c", "\"$0\" --port=\"$1\" --delay-ms=\"$2\" & wait", fixture, "{port}",
-       delays[1]},
-      {fixture, "--port={port}", "--fork-setsid", "--delay-ms=" + delays[2]},
-      {fixture, "--port={port}", "--fork-child", "--fork-daemon", "--child-ignores-sigterm",
+      {fixture, print, "--port={port}", "--delay-ms=" + delays[0]},
+      {"/bin/sh", "-c", "\"$0\" \"$3\" --port=\"$1\" --delay-ms=\"$2\" & wait", fixture, "{port}",
+       delays[1], print},
+      {fixture, print, "--port={port}", "--fork-setsid", "--delay-ms=" + delays[2]},
+      {fixture, print, "--port={port}", "--fork-child", "--fork-daemon", "--child-ignores-sigterm",
        "--ignore-sigterm", "--delay-ms=" + delays[3]},
   };
 
@@ -126,9 +129,12 @@ int run_sessions(const std::string& fixture, std::string_view delays_text) {
 int main(int argc, char** argv) {
   const std::string_view flag = "--sessions=";
   if (argc == 2) return run_trees(argv[1]);
-  if (argc == 3 && std::string_view(argv[2]).substr(0, flag.size()) == flag) {
-    return run_sessions(argv[1], std::string_view(argv[2]).substr(flag.size()));
+  const std::string_view tag_flag = "--tag=";
+  if ((argc == 3 || (argc == 4 && std::string_view(argv[3]).substr(0, tag_flag.size()) == tag_flag)) &&
+      std::string_view(argv[2]).substr(0, flag.size()) == flag) {
+    return run_sessions(argv[1], std::string_view(argv[2]).substr(flag.size()),
+                        argc == 4 ? std::string(std::string_view(argv[3]).substr(tag_flag.size())) : "");
   }
-  std::cerr << "usage: tree-runner <fixture-server> [--sessions=<d0>,<d1>,<d2>,<d3>]\n";
+  std::cerr << "usage: tree-runner <fixture-server> [--sessions=<d0>,<d1>,<d2>,<d3> [--tag=<text>]]\n";
   return 64;
 }
