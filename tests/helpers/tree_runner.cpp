@@ -1,5 +1,5 @@
 // A test runner stand-in: starts server trees with serve-harness, reports them, then
-// waits to be killed. Used by tests/reliability/runner_death_test.cpp.
+// waits to be killed. Used by tests/reliability/r01_runner_death_test.cpp.
 //
 //   tree-runner <fixture-server>
 // prints "TOKEN <runner token>", then "PID <pid>" for each process of the trees,

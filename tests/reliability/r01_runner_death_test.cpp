@@ -1,6 +1,8 @@
 // R1 (and R7): when the runner is SIGKILLed, every process it started dies with it,
 // however far down the tree and whether or not it left the process group, and the
-// ports it had leased can be leased again at once.
+// ports it had leased can be leased again at once. Leftovers are counted three ways:
+// the harness's marker, pidfds or a token in every command line of the tree (which
+// the marker does not decide), and listeners on the ports.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -24,30 +26,14 @@
 #include "harness/lease.hpp"
 #include "harness/process.hpp"
 #include "harness/timeouts.hpp"
-#include "support.hpp"
+#include "battery.hpp"
 
 namespace {
 
 using namespace std::chrono_literals;
 using std::chrono::steady_clock;
 
-// Re-evaluates `done` with a bounded backoff (1 ms doubling to 20 ms) until it holds
-// or `deadline` passes; returns its last value. This checks a deadline ("within 2 s")
-// after the fact; it is not how the test waits for an event (that is done on output
-// lines and exits).
-template <class F>
-bool holds_by(steady_clock::time_point deadline, F done) {
-  auto delay = 1ms;
-  for (;;) {
-    if (done()) return true;
-    const auto now = steady_clock::now();
-    if (now >= deadline) return false;
-    std::this_thread::sleep_for(std::min<steady_clock::duration>(delay, deadline - now));
-    delay = std::min(delay * 2, 20ms);
-  }
-}
-
-TEST(RunnerDeath, SigkilledRunnerLeavesNothingBehind) {
+TEST(R01, SigkilledRunnerLeavesNothingBehind) {
   constexpr int rounds = 5;
   for (int round = 0; round < rounds; ++round) {
     harness::process runner = harness::process::spawn(
@@ -79,7 +65,7 @@ TEST(RunnerDeath, SigkilledRunnerLeavesNothingBehind) {
     }
     // A marked process may take a moment to leave /proc after the supervisors' SIGKILL
     // (the check is "gone within 2 s", not "gone at once").
-    EXPECT_TRUE(holds_by(deadline, [&] {
+    EXPECT_TRUE(harness_test::holds_within(deadline, [&] {
       return harness::detail::procfs::find_by_environ("HARNESS_SESSION=" + token + "-", true).empty();
     })) << "round " << round << ": a marked process outlived its runner by 2 s";
     EXPECT_EQ(runner.stop(), harness::exit_status::killed_by(SIGKILL));
@@ -129,19 +115,20 @@ std::string describe(const std::vector<pid_t>& pids) {
 
 // R1 with lease-mode sessions: tree-runner starts a plain server, a `sh -c 'srv &
 // wait'` tree, a server whose child calls setsid and one with a daemonised grandchild
-// (each sleeping a different time before it binds), and is SIGKILLed after it has
-// reported k of them ready: k = 0 (right after it printed its token, while it leases
-// and spawns), 1, 2, 3 (while the others are still starting) or all. Within 2 s no
-// process carries its marker and nothing listens on its ports; then every one of
-// those ports can be leased again at once.
+// (each sleeping a different time before it binds), and is SIGKILLed a random 0-15 ms
+// after it has reported k of them ready: k = 0 (right after it printed its token,
+// while it leases and spawns), 1, 2, 3 (while the others are still starting) or all.
+// Within 2 s no process carries its marker or its tag (in every command line of the
+// trees) and nothing listens on its ports; then every one of those ports can be leased
+// again at once.
 //
 // The runner leases from a pool of its own (HARNESS_STATE_DIR, HARNESS_PORT_RANGE) over
 // a block of ports this test holds in the shared pool: no other test can be handed
 // them meanwhile, so "leased again at once" is not disturbed by other tests running
 // in parallel, and the check covers every port the runner may have leased, also those
 // it had not reported yet when it died.
-TEST(RunnerDeath, SigkilledAtVariedMomentsOfStartLeavesNothingAndFreesItsPorts) {
-  constexpr int rounds = 15;
+TEST(R01, SigkilledAtRandomMomentsOfStartLeavesNothingAndFreesItsPorts) {
+  constexpr int rounds = 30;
   constexpr int servers = 4;
   constexpr int block_size = 8;
   const auto block = harness_test::reserve_block(block_size);
@@ -152,10 +139,10 @@ TEST(RunnerDeath, SigkilledAtVariedMomentsOfStartLeavesNothingAndFreesItsPorts) 
   const harness_test::temp_dir tmp{"harness-runner-death"};
   const std::filesystem::path& state_dir = tmp.path();
 
-  const unsigned seed = std::random_device{}();
+  const unsigned seed = harness_test::test_seed();
   std::mt19937 rng(seed);
   SCOPED_TRACE("seed " + std::to_string(seed));
-  for (int round = 0; round < rounds; ++round) {
+  harness_test::bounded_rounds(rounds, std::chrono::seconds(25), servers + 1, [&](int round) {
     const int k = round % (servers + 1);  // LEASE lines to wait for before the kill
     std::vector<int> delays = {0, 15, 50, 120};
     std::shuffle(delays.begin(), delays.end(), rng);
@@ -164,8 +151,11 @@ TEST(RunnerDeath, SigkilledAtVariedMomentsOfStartLeavesNothingAndFreesItsPorts) 
     SCOPED_TRACE("round " + std::to_string(round) + ": kill after " + std::to_string(k) +
                  " ready, delays " + delay_text);
 
+    const std::string tag = harness_test::unique_token("r01");
+    const auto kill_delay = std::chrono::milliseconds(rng() % 16);
+    SCOPED_TRACE("killed " + std::to_string(kill_delay.count()) + " ms after that");
     harness::process runner = harness::process::spawn(
-        {.argv = {HARNESS_TREE_RUNNER, harness_test::fixture_server(), "--sessions=" + delay_text},
+        {.argv = {HARNESS_TREE_RUNNER, harness_test::fixture_server(), "--sessions=" + delay_text, "--tag=" + tag},
          .env = {.set = {{"HARNESS_STATE_DIR", state_dir.string()},
                          {"HARNESS_PORT_RANGE", std::to_string(first) + "-" + std::to_string(last)}}}});
     auto token_line = runner.output().wait_for_line(R"(^TOKEN (\S+)$)", 30s);
@@ -179,6 +169,7 @@ TEST(RunnerDeath, SigkilledAtVariedMomentsOfStartLeavesNothingAndFreesItsPorts) 
                         << runner.output().tail(harness::stream::err);
     }
 
+    std::this_thread::sleep_for(kill_delay);  // the kill moment
     ASSERT_TRUE(runner.signal(SIGKILL));
     // The runner has died when it is reaped (a queued SIGKILL is not yet a death: until
     // it exits, the runner itself still holds its leases).
@@ -202,13 +193,19 @@ TEST(RunnerDeath, SigkilledAtVariedMomentsOfStartLeavesNothingAndFreesItsPorts) 
     // Within 2 s: no process with the runner's marker...
     const std::string marker = "HARNESS_SESSION=" + token + "-";
     std::vector<pid_t> left;
-    EXPECT_TRUE(holds_by(deadline, [&] {
+    EXPECT_TRUE(harness_test::holds_within(deadline, [&] {
       left = harness::detail::procfs::find_by_environ(marker, true);
       return left.empty();
     })) << "processes still carry " << marker << " 2 s after the runner died:" << describe(left);
+    // ... and none with its tag, whatever it did with its environment.
+    std::vector<harness_test::seen_process> tagged;
+    EXPECT_TRUE(harness_test::holds_within(deadline, [&] {
+      tagged = harness_test::with_token(tag);
+      return tagged.empty();
+    })) << "processes with the runner's tag 2 s after it died:" << harness_test::describe(tagged);
     // ... and no listener on any port it may have leased.
     for (std::uint16_t p = first; p <= last; ++p) {
-      EXPECT_TRUE(holds_by(deadline, [&] { return !listener_on(p); }))
+      EXPECT_TRUE(harness_test::holds_within(deadline, [&] { return !listener_on(p); }))
           << "port " << p << " still has a listener 2 s after the runner died";
     }
     const auto clean_after = steady_clock::now() - died_at;
@@ -223,10 +220,10 @@ TEST(RunnerDeath, SigkilledAtVariedMomentsOfStartLeavesNothingAndFreesItsPorts) 
       const auto lock_file = state_dir / "ports" / (std::to_string(p) + ".lock");
       const bool had_lock_file = std::filesystem::exists(lock_file);
       std::string why;
-      EXPECT_TRUE(holds_by(lease_deadline, [&] {
+      EXPECT_TRUE(harness_test::holds_within(lease_deadline, [&] {
         auto l = harness::lease::try_acquire({.range = harness::port_range{p, p},
                                               .directory = state_dir / "ports",
-                                              .note = "runner_death_test"});
+                                              .note = "r01_runner_death_test"});
         if (!l) {
           why = l.error().message();
           return false;
@@ -247,7 +244,7 @@ TEST(RunnerDeath, SigkilledAtVariedMomentsOfStartLeavesNothingAndFreesItsPorts) 
               << " ms, ports leased again after "
               << std::chrono::duration_cast<std::chrono::milliseconds>(leased_after).count()
               << " ms\n";
-  }
+  });
 }
 
 }  // namespace
