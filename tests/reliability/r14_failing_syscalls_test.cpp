@@ -31,12 +31,14 @@ using harness::exit_status;
 using harness_test::fx;
 using harness_test::steady_clock;
 
-// Exact fd counts need no spare supervisor in the background (its fds come and go).
+// Exact fd counts need nothing in the background that opens fds: no spare supervisor,
+// and no pruning of old logs (a log directory of our own is never pruned).
 class R14 : public testing::Test {
  protected:
   void SetUp() override {
-    harness::process::spawn({.argv = fx({"--exit-before-ready=0"})}).stop();  // harness thread, log dir
+    // Off before the first spawn, so that none asks for a spare to be made.
     harness::detail::use_spare_supervisors_for_testing(false);
+    harness::process::spawn({.argv = fx({"--exit-before-ready=0"})}).stop();  // harness thread, log dir
     fds_before_ = harness_test::open_fd_count();
   }
   void TearDown() override {
@@ -51,9 +53,10 @@ class R14 : public testing::Test {
     harness_test::expect_gone(token_, 2s, "at the end of the test");
     harness::detail::use_spare_supervisors_for_testing(true);
   }
+  const harness_test::temp_dir scratch_{"harness-r14"};
+  const harness_test::scoped_env logs_{"HARNESS_LOG_DIR", (scratch_.path() / "logs").string()};
   std::size_t fds_before_ = 0;
   const std::string token_ = harness_test::unique_token("r14");
-  const harness_test::temp_dir scratch_{"harness-r14"};
 };
 
 TEST_F(R14, BindFailsWithEaddrinuseOnTheFirstTries) {
