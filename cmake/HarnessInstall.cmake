@@ -4,7 +4,7 @@
 # HARNESS_INSTALL is ON). It installs and exports whatever exists of:
 #   harness_core  -> harness::core     harness_child -> harness::child
 #   harness_gtest -> harness::gtest    harness_gtest_main -> harness::gtest_main
-#   harness (CLI) -> installed to bin/, exported too
+#   harness_cli   -> harness::harness (the `harness` command), installed to bin/
 # Consumers then write:
 #   find_package(harness 0.1 REQUIRED)            # or: COMPONENTS core gtest
 #   target_link_libraries(my_tests PRIVATE harness::gtest)
@@ -53,10 +53,10 @@ install(TARGETS harness-supervisor
 
 # The CLI, once it exists: installed to bin/ and exported, so a consumer's CMake can
 # name it in add_test() as an imported target.
-if(TARGET harness)
-  get_target_property(_harness_cli_type harness TYPE)
+if(TARGET harness_cli)
+  get_target_property(_harness_cli_type harness_cli TYPE)
   if(_harness_cli_type STREQUAL "EXECUTABLE")
-    install(TARGETS harness EXPORT harnessTargets
+    install(TARGETS harness_cli EXPORT harnessTargets
       RUNTIME DESTINATION "${CMAKE_INSTALL_BINDIR}" COMPONENT harness_runtime)
     list(APPEND HARNESS_INSTALLED_COMPONENTS cli)
   endif()
