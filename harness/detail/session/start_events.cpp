@@ -43,6 +43,15 @@ bool take_announcement_line(start_events& ev, std::string_view line, bool from_n
   return true;
 }
 
+void take_notify_datagram(start_events& ev, std::string_view text) {
+  while (!text.empty()) {
+    auto nl = text.find('\n');
+    take_announcement_line(ev, text.substr(0, nl), true);
+    if (nl == std::string_view::npos) break;
+    text.remove_prefix(nl + 1);
+  }
+}
+
 bool take_ready_fd_bytes(start_events& ev, std::string_view bytes) {
   bool changed = false;
   ev.ready_fd_buffer.append(bytes);
