@@ -64,7 +64,8 @@ void parse_pid_list(const char* text, std::vector<pid_t>& out) {
   bool in = false;
   for (const char* p = text;; ++p) {
     if (*p >= '0' && *p <= '9') {
-      v = v * 10 + (*p - '0');
+      // Past the largest pid a number stays out of range instead of overflowing.
+      if (v <= 0x3fffffff) v = v * 10 + (*p - '0');
       in = true;
       continue;
     }
