@@ -110,6 +110,9 @@ diag_reply parse_diag_reply(const char* data, std::size_t size, std::uint16_t po
   for (auto* h = reinterpret_cast<const nlmsghdr*>(data); NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
     if (h->nlmsg_type == NLMSG_DONE) return diag_reply::done;
     if (h->nlmsg_type == NLMSG_ERROR) return diag_reply::error;
+    // Too short for a socket: not the reply we asked for (and reading it would run past
+    // the message).
+    if (h->nlmsg_len < NLMSG_LENGTH(sizeof(inet_diag_msg))) return diag_reply::error;
     const auto* d = static_cast<const inet_diag_msg*>(NLMSG_DATA(h));
     if (ntohs(d->id.idiag_sport) == port && d->idiag_inode != 0) {
       out.push_back({d->idiag_inode, d->idiag_uid});

@@ -32,8 +32,8 @@ enum class diag_reply { more, done, error };
 
 // One buffer of a sock_diag dump reply, as recv() returned it (`data` aligned for
 // nlmsghdr): the listeners on `port` are appended to `out`. `done` at NLMSG_DONE,
-// `error` at NLMSG_ERROR, `more` when the dump continues in the next buffer. Exposed
-// for tests and fuzzing.
+// `error` at NLMSG_ERROR or a message too short for a socket, `more` when the dump
+// continues in the next buffer. Exposed for tests and fuzzing.
 diag_reply parse_diag_reply(const char* data, std::size_t size, std::uint16_t port,
                             std::vector<listener>& out);
 
