@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <cerrno>
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
 
@@ -112,22 +113,38 @@ int parse_group_signal(const char* text) {
   return 0;
 }
 
+namespace {
+
+bool is_pid(long v) { return v > 0 && v <= INT_MAX; }
+bool is_count(long v) { return v >= 0 && v <= INT_MAX; }
+
+// What waitid() can report: an exit code, or the signal that killed the process.
+bool is_status(char how, long v) {
+  if (how == 'e') return v >= 0 && v <= 255;
+  return (how == 'k' || how == 'c') && v > 0 && v < NSIG;
+}
+
+}  // namespace
+
 message parse_message(const char* text) {
   message m;
   long a = 0, b = 0;
   char how = 0;
   char step[32] = {};
-  if (std::sscanf(text, "S %ld %ld", &a, &b) == 2 && a > 0) {
+  // Numbers out of their range are a message of none of the kinds: a pid that does not
+  // fit pid_t would have become a negative one, that is a process group.
+  if (std::sscanf(text, "S %ld %ld", &a, &b) == 2 && is_pid(a)) {
     m.kind = 'S';
   } else if (std::sscanf(text, "E %ld %31s", &a, step) == 2) {
     m.kind = 'E';
     m.step = step;
-  } else if (std::sscanf(text, "X %c %ld %ld", &how, &a, &b) == 3) {
+  } else if (std::sscanf(text, "X %c %ld %ld", &how, &a, &b) == 3 && is_status(how, a) &&
+             is_count(b)) {
     m.kind = 'X';
     m.how = how;
-  } else if (std::sscanf(text, "F %ld %ld", &a, &b) == 2 && a > 0) {
+  } else if (std::sscanf(text, "F %ld %ld", &a, &b) == 2 && is_pid(a)) {
     m.kind = 'F';
-  } else if (std::sscanf(text, "Z %ld", &a) == 1) {
+  } else if (std::sscanf(text, "Z %ld", &a) == 1 && is_count(a)) {
     m.kind = 'Z';
   } else {
     return m;

@@ -100,7 +100,8 @@ std::vector<stop_step> parse_stop_message(const char* text);
 int parse_group_signal(const char* text);
 
 // A message of the supervisor, as the runner reads it. kind is 0 when the text is
-// none of the forms above.
+// none of the forms above, or a number in it is out of range (a pid beyond pid_t, an
+// exit code beyond 255, a signal beyond NSIG, a negative count).
 struct message {
   char kind = 0;      // 'S', 'E', 'F', 'X' or 'Z'
   long a = 0;         // S, F: pid; E: errno; X: exit code or signal; Z: left
