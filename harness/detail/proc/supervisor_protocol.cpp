@@ -69,7 +69,7 @@ request_error parse_launch_request(std::string_view text, launch_request& out) {
       auto comma = fields[1].find(',', start);
       if (comma == std::string::npos) comma = fields[1].size();
       long v = 0;
-      if (!parse_long(fields[1].substr(start, comma - start).c_str(), v) || v < 3) {
+      if (!parse_long(fields[1].substr(start, comma - start).c_str(), v) || v < 3 || v > INT_MAX) {
         return request_error::bad_field;
       }
       out.keep_fds.push_back(static_cast<int>(v));
