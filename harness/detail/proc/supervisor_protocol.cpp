@@ -109,7 +109,10 @@ std::vector<stop_step> parse_stop_message(const char* text) {
 
 int parse_group_signal(const char* text) {
   long sig = 0;
-  if (text[0] == 'G' && parse_long(text + 2, sig) && sig > 0 && sig < NSIG) return static_cast<int>(sig);
+  // "G" alone: text + 2 would lie past the terminating NUL.
+  if (text[0] == 'G' && text[1] != '\0' && parse_long(text + 2, sig) && sig > 0 && sig < NSIG) {
+    return static_cast<int>(sig);
+  }
   return 0;
 }
 
