@@ -21,6 +21,7 @@
 #include <mutex>
 #include <random>
 
+#include "harness/detail/lease_record.hpp"
 #include "harness/detail/os/net.hpp"
 #include "harness/detail/os/private_dir.hpp"
 #include "harness/detail/os/unique_fd.hpp"
@@ -206,10 +207,7 @@ void write_record(int fd, std::string_view note) {
   const auto now = std::chrono::duration_cast<std::chrono::seconds>(
                        std::chrono::system_clock::now().time_since_epoch())
                        .count();
-  std::string text = "pid=" + std::to_string(::getpid()) + "\nsince=" + std::to_string(now) +
-                     "\nnote=";
-  for (char c : note) text.push_back(c == '\n' ? ' ' : c);
-  text.push_back('\n');
+  const std::string text = detail::lease_record_text(::getpid(), now, note);
   // Only the lock holder writes. Write first, then cut the file to the new length:
   // truncating to zero first would make ext4 flush the file's data on every lease.
   // A reader may see a mix while we write; it reports what does not parse as unknown.
@@ -389,6 +387,31 @@ std::string slurp_proc_net_unix() {
 }
 }  // namespace
 
+namespace detail {
+
+std::string lease_record_text(int pid, std::int64_t since, std::string_view note) {
+  std::string text = "pid=" + std::to_string(pid) + "\nsince=" + std::to_string(since) + "\nnote=";
+  for (char c : note) text.push_back(c == '\n' ? ' ' : c);
+  text.push_back('\n');
+  return text;
+}
+
+void parse_lease_record(std::string_view text, lease_record& rec) {
+  while (!text.empty()) {
+    auto eol = text.find('\n');
+    auto line = text.substr(0, eol);
+    if (line.rfind("pid=", 0) == 0) std::from_chars(line.data() + 4, line.data() + line.size(), rec.pid);
+    if (line.rfind("since=", 0) == 0) {
+      std::from_chars(line.data() + 6, line.data() + line.size(), rec.since);
+    }
+    if (line.rfind("note=", 0) == 0) rec.note = std::string(line.substr(5));
+    if (eol == std::string_view::npos) break;
+    text.remove_prefix(eol + 1);
+  }
+}
+
+}  // namespace detail
+
 result<std::vector<lease_record>> list_leases(const std::filesystem::path& directory) {
   auto dir = pool_directory(directory);
   if (!dir) return std::move(dir).error();
@@ -415,18 +438,7 @@ result<std::vector<lease_record>> list_leases(const std::filesystem::path& direc
     }
     char buf[4096];
     const ssize_t len = ::pread(fd, buf, sizeof buf - 1, 0);
-    std::string_view text(buf, len > 0 ? static_cast<std::size_t>(len) : 0);
-    while (!text.empty()) {
-      auto eol = text.find('\n');
-      auto line = text.substr(0, eol);
-      if (line.rfind("pid=", 0) == 0) std::from_chars(line.data() + 4, line.data() + line.size(), rec.pid);
-      if (line.rfind("since=", 0) == 0) {
-        std::from_chars(line.data() + 6, line.data() + line.size(), rec.since);
-      }
-      if (line.rfind("note=", 0) == 0) rec.note = std::string(line.substr(5));
-      if (eol == std::string_view::npos) break;
-      text.remove_prefix(eol + 1);
-    }
+    detail::parse_lease_record(std::string_view(buf, len > 0 ? static_cast<std::size_t>(len) : 0), rec);
     out.push_back(std::move(rec));
   }
   ::closedir(d);

@@ -109,18 +109,17 @@ unique_fd open_member(pid_t pid, pid_t supervisor) {
 
 // Applies one message of the supervisor (s.m held).
 void take_message_locked(process_state& s, const char* msg) {
-  long a = 0, b = 0;
-  char how = 0;
-  if (std::sscanf(msg, "X %c %ld %ld", &how, &a, &b) == 3) {
+  const auto m = supervisor_protocol::parse_message(msg);
+  if (m.kind == 'X') {
     s.exited = true;
-    s.status = status_from(how, a);
-    s.left_at_exit = static_cast<int>(b);
+    s.status = status_from(m.how, m.a);
+    s.left_at_exit = static_cast<int>(m.b);
     s.pid_fd.reset();
-  } else if (std::sscanf(msg, "F %ld %ld", &a, &b) == 2 && a > 0) {
-    s.pid = static_cast<pid_t>(a);
+  } else if (m.kind == 'F') {
+    s.pid = static_cast<pid_t>(m.a);
     s.followed = true;
     s.pid_fd = open_member(s.pid, s.supervisor);
-  } else if (std::sscanf(msg, "Z %ld", &a) == 1) {
+  } else if (m.kind == 'Z') {
     s.tree_gone = true;
   }
 }

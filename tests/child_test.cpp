@@ -554,8 +554,10 @@ TEST_F(BindWithRetry, RejectsInvalidInputWithoutBinding) {
     EXPECT_EQ(hc::bind_with_retry({"127.0.0.1", 0}, {.attempts = attempts}, ec), -1);
     EXPECT_EQ(ec, std::errc::invalid_argument) << "attempts=" << attempts;
   }
-  for (const char* host : {"", "not-an-address", "256.0.0.1", "127.0.0.1 ", "::1::2", "[::1",
-                           "example.com"}) {
+  // The last: inet_pton() would stop at the NUL and read 127.0.0.1.
+  const std::vector<std::string> bad_hosts{"", "not-an-address", "256.0.0.1", "127.0.0.1 ", "::1::2",
+                                           "[::1", "example.com", std::string("127.0.0.1\0junk", 14)};
+  for (const std::string& host : bad_hosts) {
     std::error_code ec;
     EXPECT_EQ(hc::bind_with_retry({host, 0}, {.attempts = 1}, ec), -1) << host;
     EXPECT_EQ(ec, std::errc::invalid_argument) << "host '" << host << "'";

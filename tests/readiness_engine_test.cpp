@@ -362,6 +362,15 @@ TEST(StartEvents, AnnouncementLinesAndTheirMistakes) {
   ASSERT_TRUE(longline.bad);
   EXPECT_NE(longline.bad->detail.find("longer than 256 bytes"), std::string::npos);
 
+  // The same when the long line arrives whole, newline included, in one read: a port
+  // padded with 300 zeros is not taken.
+  start_events whole;
+  std::lock_guard lock6(whole.m);
+  harness::detail::take_ready_fd_bytes(whole, "PORT=" + std::string(300, '0') + "80\n");
+  ASSERT_TRUE(whole.bad);
+  EXPECT_NE(whole.bad->detail.find("longer than 256 bytes"), std::string::npos);
+  EXPECT_FALSE(whole.announced);
+
   start_events notify;
   std::lock_guard lock5(notify.m);
   EXPECT_FALSE(harness::detail::take_announcement_line(notify, "STATUS=warming up", true));

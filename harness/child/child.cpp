@@ -67,7 +67,8 @@ bool resolve_literal(const std::string& host, std::uint16_t port, socket_address
   if (text.size() >= 2 && text.front() == '[' && text.back() == ']') {
     text = text.substr(1, text.size() - 2);
   }
-  if (text.empty()) return false;
+  // inet_pton() stops at a NUL: "127.0.0.1\0junk" must not pass for 127.0.0.1.
+  if (text.empty() || text.find('\0') != std::string::npos) return false;
 
   sockaddr_in v4{};
   if (::inet_pton(AF_INET, text.c_str(), &v4.sin_addr) == 1) {

@@ -35,6 +35,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "harness/detail/os/proc_tree.hpp"
@@ -45,11 +46,9 @@ extern char** environ;
 namespace {
 
 namespace proctree = harness::detail::proctree;
-
-struct step {
-  int signal = SIGKILL;
-  long ms = 0;
-};
+namespace protocol = harness::detail::supervisor_protocol;
+using protocol::parse_long;
+using step = protocol::stop_step;
 
 struct config {
   int control = -1;
@@ -95,34 +94,6 @@ void send_message(const char* fmt, long a = 0, long b = 0, long c = 0) {
 [[noreturn]] void usage() {
   std::fputs("harness-supervisor: started by the serve-harness library, not by hand\n", stderr);
   std::exit(64);
-}
-
-bool parse_long(const char* s, long& out) {
-  char* end = nullptr;
-  errno = 0;
-  out = std::strtol(s, &end, 10);
-  return errno == 0 && end != s && *end == '\0';
-}
-
-std::vector<step> parse_steps(const char* text) {
-  std::vector<step> steps;
-  std::string s(text);
-  std::size_t start = 0;
-  while (start < s.size() &&
-         static_cast<int>(steps.size()) < harness::detail::supervisor_protocol::max_stop_steps) {
-    auto comma = s.find(',', start);
-    if (comma == std::string::npos) comma = s.size();
-    const std::string item = s.substr(start, comma - start);
-    const auto colon = item.find(':');
-    long sig = 0, ms = 0;
-    if (colon == std::string::npos || !parse_long(item.substr(0, colon).c_str(), sig) ||
-        !parse_long(item.substr(colon + 1).c_str(), ms) || sig <= 0 || sig >= NSIG || ms < 0) {
-      usage();
-    }
-    steps.push_back({static_cast<int>(sig), ms});
-    start = comma + 1;
-  }
-  return steps;
 }
 
 void parse_args(int argc, char** argv) {
@@ -373,20 +344,8 @@ bool wait_empty(long deadline, bool keep_killing) {
   std::_Exit(0);
 }
 
-std::vector<step> parse_stop_message(const char* text) {
-  std::vector<step> steps;
-  const char* p = text + 1;
-  while (static_cast<int>(steps.size()) < harness::detail::supervisor_protocol::max_stop_steps) {
-    char* end = nullptr;
-    const long sig = std::strtol(p, &end, 10);
-    if (end == p) break;
-    p = end;
-    const long ms = std::strtol(p, &end, 10);
-    if (end == p) break;
-    p = end;
-    if (sig <= 0 || sig >= NSIG || ms < 0) break;
-    steps.push_back({static_cast<int>(sig), ms});
-  }
+std::vector<step> stop_steps(const char* message) {
+  std::vector<step> steps = protocol::parse_stop_message(message);
   if (steps.empty()) steps = cfg.default_stop;
   return steps;
 }
@@ -517,53 +476,26 @@ int move_above(int fd, int base) {
   return moved;
 }
 
-std::vector<std::string> split_fields(const std::string& text) {
-  std::vector<std::string> out;
-  std::size_t start = 0;
-  while (start < text.size()) {
-    const auto nul = text.find('\0', start);
-    const auto end = nul == std::string::npos ? text.size() : nul;
-    out.emplace_back(text, start, end - start);
-    start = end + 1;
-  }
-  return out;
-}
-
 // The request's fields (supervisor_protocol.hpp) into cfg; a malformed one ends us.
 void parse_request(const std::string& text) {
-  const auto fields = split_fields(text);
-  long argc = 0;
-  if (fields.size() < 8 || !parse_long(fields[6].c_str(), argc) || argc < 1 ||
-      fields.size() < 7 + static_cast<std::size_t>(argc)) {
-    send_message("E %ld request", EPROTO);
-    std::_Exit(0);
+  protocol::launch_request req;
+  switch (protocol::parse_launch_request(text, req)) {
+    case protocol::request_error::none: break;
+    case protocol::request_error::malformed:
+      send_message("E %ld request", EPROTO);
+      std::_Exit(0);
+    case protocol::request_error::bad_field: usage();
   }
-  for (char f : fields[0]) {
-    if (f == 'l') cfg.listen_pid = true;
-    if (f == 'f') cfg.follow = true;
-    if (f == 'g') cfg.own_group = true;
-  }
-  if (fields[1] != "-") {
-    std::size_t start = 0;
-    while (start <= fields[1].size()) {
-      auto comma = fields[1].find(',', start);
-      if (comma == std::string::npos) comma = fields[1].size();
-      long v = 0;
-      if (!parse_long(fields[1].substr(start, comma - start).c_str(), v) || v < 3) usage();
-      cfg.keep_fds.push_back(static_cast<int>(v));
-      start = comma + 1;
-    }
-  }
-  cfg.default_stop = parse_steps(fields[2].c_str());
-  cfg.cwd = fields[3];
-  if (fields[4] != "-") {
-    mode_t mask = 0;
-    for (char c : fields[4]) mask = static_cast<mode_t>(mask * 8 + static_cast<mode_t>(c - '0'));
-    ::umask(mask & 0777);
-  }
-  cfg.program = fields[5];
-  cfg.argc = static_cast<std::size_t>(argc);
-  cfg.args.assign(fields.begin() + 7, fields.end());
+  cfg.listen_pid = req.listen_pid;
+  cfg.follow = req.follow;
+  cfg.own_group = req.own_group;
+  cfg.keep_fds = std::move(req.keep_fds);
+  cfg.default_stop = std::move(req.stop);
+  cfg.cwd = std::move(req.cwd);
+  if (req.set_umask) ::umask(req.umask);
+  cfg.program = std::move(req.program);
+  cfg.argc = req.argc;
+  cfg.args = std::move(req.args);
   for (std::size_t i = 0; i < cfg.args.size(); ++i) {
     if (i == cfg.argc) cfg.argv.push_back(nullptr);
     (i < cfg.argc ? cfg.argv : cfg.envp).push_back(cfg.args[i].data());
@@ -732,11 +664,10 @@ int main(int argc, char** argv) {
       }
       if (n > 0) {
         buf[n] = '\0';
-        if (buf[0] == 'T') stop_and_exit(parse_stop_message(buf));
-        long sig = 0;
+        if (buf[0] == 'T') stop_and_exit(stop_steps(buf));
         // The main process is unreaped until the stop, so its group id is still ours.
-        if (buf[0] == 'G' && parse_long(buf + 2, sig) && sig > 0 && sig < NSIG && main_pid > 0) {
-          ::kill(-main_pid, static_cast<int>(sig));
+        if (const int sig = protocol::parse_group_signal(buf); sig > 0 && main_pid > 0) {
+          ::kill(-main_pid, sig);
         }
       }
     }

@@ -23,6 +23,8 @@ result<address> parse_host(std::string_view host, std::uint16_t port) {
   if (h.size() > 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
   auto* v4 = reinterpret_cast<sockaddr_in*>(&a.storage);
   auto* v6 = reinterpret_cast<sockaddr_in6*>(&a.storage);
+  // inet_pton() stops at a NUL: "127.0.0.1\0junk" must not pass for 127.0.0.1.
+  if (h.find('\0') != std::string::npos) h.clear();
   if (::inet_pton(AF_INET, h.c_str(), &v4->sin_addr) == 1) {
     v4->sin_family = AF_INET;
     v4->sin_port = htons(port);

@@ -104,12 +104,24 @@ std::vector<tcp_socket> parse_tcp_table(std::string_view text) {
   return out;
 }
 
-namespace {
+diag_reply parse_diag_reply(const char* data, std::size_t size, std::uint16_t port,
+                            std::vector<listener>& out) {
+  int len = static_cast<int>(size);
+  for (auto* h = reinterpret_cast<const nlmsghdr*>(data); NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
+    if (h->nlmsg_type == NLMSG_DONE) return diag_reply::done;
+    if (h->nlmsg_type == NLMSG_ERROR) return diag_reply::error;
+    // Too short for a socket: not the reply we asked for (and reading it would run past
+    // the message).
+    if (h->nlmsg_len < NLMSG_LENGTH(sizeof(inet_diag_msg))) return diag_reply::error;
+    const auto* d = static_cast<const inet_diag_msg*>(NLMSG_DATA(h));
+    if (ntohs(d->id.idiag_sport) == port && d->idiag_inode != 0) {
+      out.push_back({d->idiag_inode, d->idiag_uid});
+    }
+  }
+  return diag_reply::more;
+}
 
-struct listener {
-  std::uint64_t inode = 0;
-  unsigned uid = 0;
-};
+namespace {
 
 // Listening TCP sockets on `port` from the kernel's sock_diag netlink interface: the
 // kernel filters by state, so the cost does not grow with the thousands of
@@ -143,22 +155,9 @@ std::optional<std::vector<listener>> listeners_by_netlink(std::uint16_t port) {
         ok = false;
         break;
       }
-      int len = static_cast<int>(n);
-      for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
-        if (h->nlmsg_type == NLMSG_DONE) {
-          done = true;
-          break;
-        }
-        if (h->nlmsg_type == NLMSG_ERROR) {
-          ok = false;
-          done = true;
-          break;
-        }
-        const auto* d = static_cast<const inet_diag_msg*>(NLMSG_DATA(h));
-        if (ntohs(d->id.idiag_sport) == port && d->idiag_inode != 0) {
-          out.push_back({d->idiag_inode, d->idiag_uid});
-        }
-      }
+      const auto reply = parse_diag_reply(buf, static_cast<std::size_t>(n), port, out);
+      done = reply != diag_reply::more;
+      ok = reply != diag_reply::error;
     }
     if (!ok) break;
   }

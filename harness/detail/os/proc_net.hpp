@@ -22,6 +22,21 @@ struct tcp_socket {
 // malformed lines are skipped.
 std::vector<tcp_socket> parse_tcp_table(std::string_view text);
 
+// A listening socket as sock_diag reports it.
+struct listener {
+  std::uint64_t inode = 0;
+  unsigned uid = 0;
+};
+
+enum class diag_reply { more, done, error };
+
+// One buffer of a sock_diag dump reply, as recv() returned it (`data` aligned for
+// nlmsghdr): the listeners on `port` are appended to `out`. `done` at NLMSG_DONE,
+// `error` at NLMSG_ERROR or a message too short for a socket, `more` when the dump
+// continues in the next buffer. Exposed for tests and fuzzing.
+diag_reply parse_diag_reply(const char* data, std::size_t size, std::uint16_t port,
+                            std::vector<listener>& out);
+
 // Inodes of the sockets listening on `port` (IPv4 and IPv6).
 std::vector<std::uint64_t> listening_inodes(std::uint16_t port);
 

@@ -44,22 +44,6 @@ bool parse_pid(const char* s, pid_t& out) {
   return v > 0;
 }
 
-void append_pid_list(const char* text, std::vector<pid_t>& out) {
-  long v = 0;
-  bool in = false;
-  for (const char* p = text;; ++p) {
-    if (*p >= '0' && *p <= '9') {
-      v = v * 10 + (*p - '0');
-      in = true;
-      continue;
-    }
-    if (in && v > 0 && v <= 0x3fffffff) out.push_back(static_cast<pid_t>(v));
-    v = 0;
-    in = false;
-    if (*p == '\0') break;
-  }
-}
-
 // Every process's parent, from one pass over /proc (kernels without child lists).
 void scan_children(pid_t parent, std::vector<pid_t>& out) {
   DIR* dir = ::opendir("/proc");
@@ -75,14 +59,35 @@ void scan_children(pid_t parent, std::vector<pid_t>& out) {
 
 }  // namespace
 
+void parse_pid_list(const char* text, std::vector<pid_t>& out) {
+  long v = 0;
+  bool in = false;
+  for (const char* p = text;; ++p) {
+    if (*p >= '0' && *p <= '9') {
+      // Past the largest pid a number stays out of range instead of overflowing.
+      if (v <= 0x3fffffff) v = v * 10 + (*p - '0');
+      in = true;
+      continue;
+    }
+    if (in && v > 0 && v <= 0x3fffffff) out.push_back(static_cast<pid_t>(v));
+    v = 0;
+    in = false;
+    if (*p == '\0') break;
+  }
+}
+
 bool read_brief(pid_t pid, brief& out) {
   char path[64];
   std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
   char buf[1024];
   const long n = read_small(path, buf, sizeof buf);
   if (n <= 0) return false;
+  return parse_brief(buf, out);
+}
+
+bool parse_brief(const char* text, brief& out) {
   // The name is in parentheses and may hold anything: count fields after the last ')'.
-  const char* p = std::strrchr(buf, ')');
+  const char* p = std::strrchr(text, ')');
   if (p == nullptr || p[1] != ' ') return false;
   p += 2;
   out.state = *p;
@@ -149,7 +154,7 @@ void children(pid_t pid, std::vector<pid_t>& out) {
       const long n = read_small(path, buf.data(), buf.size());
       if (n < 0) break;
       if (static_cast<std::size_t>(n) < buf.size() - 1) {
-        append_pid_list(buf.c_str(), out);
+        parse_pid_list(buf.c_str(), out);
         break;
       }
       buf.assign(buf.size() * 2, '\0');

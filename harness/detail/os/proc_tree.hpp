@@ -31,6 +31,12 @@ struct brief {
 // State, parent and start time of `pid` from /proc/<pid>/stat; false when it is gone.
 bool read_brief(pid_t pid, brief& out);
 
+// The parsers behind read_brief() and children(), over NUL-terminated text: a
+// /proc/<pid>/stat line (false when it does not parse), and a child list
+// ("12 345 6789 ", pids appended to `out`). Exposed for tests and fuzzing.
+bool parse_brief(const char* text, brief& out);
+void parse_pid_list(const char* text, std::vector<pid_t>& out);
+
 // The direct children of `pid` (of all its threads), zombies included, appended to
 // `out`.
 void children(pid_t pid, std::vector<pid_t>& out);

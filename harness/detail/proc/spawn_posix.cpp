@@ -187,17 +187,16 @@ result<void> handshake(spawned_child& c, const spawn_request& req) {
                                 : "harness-supervisor exited before starting " + req.program);
   }
   buf[n] = '\0';
-  long a = 0, b = 0;
-  char step[32] = {};
-  if (std::sscanf(buf, "S %ld %ld", &a, &b) == 2 && a > 0) {
-    c.pid = static_cast<pid_t>(a);
-    c.start_time = static_cast<unsigned long long>(b);
+  const auto m = supervisor_protocol::parse_message(buf);
+  if (m.kind == 'S') {
+    c.pid = static_cast<pid_t>(m.a);
+    c.start_time = static_cast<unsigned long long>(m.b);
     return {};
   }
-  if (std::sscanf(buf, "E %ld %31s", &a, step) == 2) {
-    const std::string what = std::string(step) == "exec" ? req.program : std::string(step);
+  if (m.kind == 'E') {
+    const std::string what = m.step == "exec" ? req.program : m.step;
     return make_failure(errc::spawn_failed,
-                        what + ": " + std::error_code(static_cast<int>(a), std::system_category()).message());
+                        what + ": " + std::error_code(static_cast<int>(m.a), std::system_category()).message());
   }
   return make_failure(errc::spawn_failed, "harness-supervisor said \"" + std::string(buf) + "\"");
 }

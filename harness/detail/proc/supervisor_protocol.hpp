@@ -39,12 +39,76 @@
 // The supervisor's command line is `harness-supervisor CONTROL_FD RUNNER_PID`: it can
 // be started before anyone knows what it will run (the runner keeps one ready, so that
 // a start costs the server's exec only).
+//
+// The parsers of both sides are here (supervisor_protocol.cpp, linked into the library
+// and into the supervisor), as plain functions of the text, for tests and fuzzing.
 #pragma once
+
+#include <sys/types.h>
+
+#include <csignal>
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <vector>
 
 namespace harness::detail::supervisor_protocol {
 
 inline constexpr int max_message = 256;
 inline constexpr int max_stop_steps = 8;
 inline constexpr int max_passed_fds = 64;
+
+// Strict decimal (strtol): the whole NUL-terminated text, no overflow.
+bool parse_long(const char* text, long& out);
+
+struct stop_step {
+  int signal = SIGKILL;
+  long ms = 0;
+};
+
+// The launch request's fields.
+struct launch_request {
+  bool listen_pid = false;  // FLAGS l
+  bool follow = false;      // FLAGS f
+  bool own_group = false;   // FLAGS g
+  std::vector<int> keep_fds;
+  std::vector<stop_step> stop;  // STOP_STEPS
+  std::string cwd;
+  bool set_umask = false;       // UMASK is not "-"
+  mode_t umask = 0;
+  std::string program;
+  std::size_t argc = 0;
+  std::vector<std::string> args;  // ARGC arguments, then the environment
+};
+
+// Why a request was refused: `malformed` (too few fields, a bad ARGC: the supervisor
+// answers "E <EPROTO> request"), `bad_field` (a bad KEEP_FDS or STOP_STEPS entry: it
+// exits with its usage message).
+enum class request_error { none, malformed, bad_field };
+
+// Parses the request memfd's text into `out`.
+request_error parse_launch_request(std::string_view text, launch_request& out);
+
+// STOP_STEPS ("15:5000,9:2000", at most max_stop_steps); false on a bad entry.
+bool parse_stop_steps(std::string_view text, std::vector<stop_step>& out);
+
+// "T <sig> <ms> [<sig> <ms>]...": the steps up to the first that does not parse (at
+// most max_stop_steps); empty when none does.
+std::vector<stop_step> parse_stop_message(const char* text);
+
+// "G <sig>": the signal, 0 when the message is not one (or the signal is not one).
+int parse_group_signal(const char* text);
+
+// A message of the supervisor, as the runner reads it. kind is 0 when the text is
+// none of the forms above, or a number in it is out of range (a pid beyond pid_t, an
+// exit code beyond 255, a signal beyond NSIG, a negative count).
+struct message {
+  char kind = 0;      // 'S', 'E', 'F', 'X' or 'Z'
+  long a = 0;         // S, F: pid; E: errno; X: exit code or signal; Z: left
+  long b = 0;         // S, F: start time; X: left
+  char how = 0;       // X: 'e', 'k' or 'c'
+  std::string step;   // E
+};
+message parse_message(const char* text);
 
 }  // namespace harness::detail::supervisor_protocol

@@ -38,13 +38,7 @@ std::optional<start_outcome> readiness_engine::take_events() {
       // In the tree; or gone before it could be checked (a short-lived helper such as
       // systemd-notify) and of our own user. A live process outside the tree never.
       if (!(d.in_tree == 1 || (d.in_tree == -1 && d.same_user))) continue;
-      std::string_view rest(d.text);
-      while (!rest.empty()) {
-        auto nl = rest.find('\n');
-        take_announcement_line(ev_, rest.substr(0, nl), true);
-        if (nl == std::string_view::npos) break;
-        rest.remove_prefix(nl + 1);
-      }
+      take_notify_datagram(ev_, d.text);
     }
     ev_.notify_pending.clear();
     seen_ = ev_.version;

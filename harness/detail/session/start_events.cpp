@@ -43,17 +43,32 @@ bool take_announcement_line(start_events& ev, std::string_view line, bool from_n
   return true;
 }
 
+void take_notify_datagram(start_events& ev, std::string_view text) {
+  while (!text.empty()) {
+    auto nl = text.find('\n');
+    take_announcement_line(ev, text.substr(0, nl), true);
+    if (nl == std::string_view::npos) break;
+    text.remove_prefix(nl + 1);
+  }
+}
+
 bool take_ready_fd_bytes(start_events& ev, std::string_view bytes) {
   bool changed = false;
   ev.ready_fd_buffer.append(bytes);
+  // A line longer than 256 bytes is an error whether it came in one read or several.
+  const auto too_long = [&ev] {
+    ev.bad = make_failure(errc::bad_announcement, "HARNESS_READY_FD line longer than 256 bytes");
+    return true;
+  };
   for (auto nl = ev.ready_fd_buffer.find('\n'); nl != std::string::npos; nl = ev.ready_fd_buffer.find('\n')) {
-    changed = take_announcement_line(ev, std::string_view(ev.ready_fd_buffer).substr(0, nl), false) || changed;
+    if (nl > 256) {
+      changed = too_long();
+    } else {
+      changed = take_announcement_line(ev, std::string_view(ev.ready_fd_buffer).substr(0, nl), false) || changed;
+    }
     ev.ready_fd_buffer.erase(0, nl + 1);
   }
-  if (ev.ready_fd_buffer.size() > 256) {
-    ev.bad = make_failure(errc::bad_announcement, "HARNESS_READY_FD line longer than 256 bytes");
-    changed = true;
-  }
+  if (ev.ready_fd_buffer.size() > 256) changed = too_long();
   return changed;
 }
 

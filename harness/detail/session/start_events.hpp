@@ -84,6 +84,11 @@ std::optional<std::uint16_t> parse_port(std::string_view text);
 // true when something changed. Call with `ev.m` held.
 bool take_announcement_line(start_events& ev, std::string_view line, bool from_notify);
 
+// One NOTIFY_SOCKET datagram's text: each of its lines is an announcement line (other
+// sd_notify fields are ignored). Call with `ev.m` held, for a sender already judged to
+// be the server's.
+void take_notify_datagram(start_events& ev, std::string_view text);
+
 // Bytes read from the ready fd (with `ev.m` held): complete lines are taken; an
 // over-long line is a bad announcement. True when something changed.
 bool take_ready_fd_bytes(start_events& ev, std::string_view bytes);
