@@ -143,7 +143,9 @@ std::optional<std::vector<listener>> listeners_by_netlink(std::uint16_t port) {
         ok = false;
         break;
       }
-      int len = static_cast<int>(n);
+      // Signed and wider than nlmsg_len (__u32): NLMSG_OK compares the two, and with an
+      // int that is a signed/unsigned comparison (clang's -Wsign-compare).
+      ssize_t len = n;
       for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
         if (h->nlmsg_type == NLMSG_DONE) {
           done = true;
