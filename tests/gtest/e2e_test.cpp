@@ -313,7 +313,7 @@ TEST_F(GtestLayerEndToEnd, ServersThatCrashOrLeakFailTheirTestsInTheOutputAndThe
   // The mid-test crash: the test fails at the line that started the server, with the
   // status and the stdout line.
   EXPECT_THAT(r.out, HasSubstr("verdict_program.cpp:32: Failure")) << r.out;
-  EXPECT_THAT(r.out, HasSubstr("crasher: exited on its own while the test ran: killed by signal 11 (SIGSEGV)"))
+  EXPECT_THAT(r.out, HasSubstr("crasher: exited on its own while the test ran: killed by signal 6 (SIGABRT)"))
       << r.out;
   EXPECT_THAT(r.out, HasSubstr("    out| warming up on stdout\n")) << r.out;
   EXPECT_THAT(r.out, HasSubstr("[  FAILED  ] PerTest.ServerCrashesMidTest (")) << r.out;
@@ -335,7 +335,7 @@ TEST_F(GtestLayerEndToEnd, ServersThatCrashOrLeakFailTheirTestsInTheOutputAndThe
   // The XML: failures with the full text, and the listener's report as a property.
   const auto crash = testcase(r.xml, "PerTest", "ServerCrashesMidTest");
   EXPECT_THAT(crash, HasSubstr("<failure message=")) << crash;
-  EXPECT_THAT(crash, HasSubstr("killed by signal 11 (SIGSEGV)")) << crash;
+  EXPECT_THAT(crash, HasSubstr("killed by signal 6 (SIGABRT)")) << crash;
   EXPECT_THAT(crash, HasSubstr("<property name=\"harness.report\" value=\"[ HARNESS  ] PerTest.ServerCrashesMidTest "
                                "failed; 1 server was live during the test:"))
       << crash;
