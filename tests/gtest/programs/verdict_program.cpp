@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "harness/gtest/gtest.hpp"
+#include "harness/timeouts.hpp"
 
 namespace {
 
@@ -55,9 +56,11 @@ TEST_F(PerTest, AnnouncedExitPasses) {
   ASSERT_TRUE(s->process().wait_for(10s));
 }
 
-// Passes, slowly: the progress line shows while it starts.
+// Passes, slowly: the progress line shows while it starts. It comes after 2 s scaled by
+// HARNESS_TIMEOUT_SCALE, so the delay scales too.
 TEST_F(PerTest, SlowStartShowsProgress) {
-  ASSERT_NE(start_server({.command = fx({"--delay-ms=2500", "--port={port}"}), .name = "slowpoke"}), nullptr);
+  const auto delay = "--delay-ms=" + std::to_string(harness::timeouts::scaled(2500ms).count());
+  ASSERT_NE(start_server({.command = fx({delay, "--port={port}"}), .name = "slowpoke"}), nullptr);
 }
 
 // A shared server that dies during the first test: that test fails, not the next.
