@@ -595,7 +595,21 @@ const std::string& process::name() const {
 bool process::running() const {
   if (!state_) return false;
   detail::pump(*state_);
-  std::lock_guard lock(state_->m);
+  std::unique_lock lock(state_->m);
+  // The kernel knows of an exit a moment before the supervisor's report of it arrives.
+  // When the server's pidfd already says it has exited, wait for that report (an exit,
+  // or a daemon followed from now on), so that running() is not true for a server that
+  // has exited. The harness thread delivers the report: not when we are that thread,
+  // nor in a fork()ed copy of the runner, which reads no reports.
+  if (!state_->exited && state_->pid_fd && ::getpid() == state_->owner &&
+      !detail::io_thread::get().on_this_thread()) {
+    pollfd exited{state_->pid_fd.get(), POLLIN, 0};
+    if (::poll(&exited, 1, 0) > 0) {
+      const pid_t pid = state_->pid;
+      state_->cv.wait_for(lock, timeouts::scaled(timeouts::spawn_handshake),
+                          [&] { return state_->exited || state_->pid != pid; });
+    }
+  }
   return !state_->exited;
 }
 

@@ -165,7 +165,9 @@ class process {
   // The label (options.name or the program's file name).
   [[nodiscard]] const std::string& name() const;
 
-  // True until the child has exited (it may not be reaped yet).
+  // True until the child has exited (it may not be reaped yet). When it has just
+  // exited, blocks until the supervisor's report of it arrives (milliseconds; at most
+  // the scaled spawn_handshake), so that a status() follows.
   [[nodiscard]] bool running() const;
   // The exit status once the child has exited.
   [[nodiscard]] std::optional<exit_status> status() const;

@@ -97,13 +97,16 @@ TEST(ProcNet, FindsOurListenerAndItsHolder) {
 TEST(ProcTree, TheTreeIsEverythingBelowTheSupervisorWithOrWithoutChildLists) {
   harness::process p = harness::process::spawn(
       {.argv = {harness_test::fixture_server(), "--port=0", "--serve=none", "--fork-child",
-                "--fork-setsid", "--fork-daemon"}});
+                "--fork-setsid", "--fork-daemon", "--announce-line=FORKS-DONE"}});
   std::set<int> expected{p.pid()};
   for (const char* tag : {"CHILD", "SETSID", "DAEMON"}) {
     auto line = p.output().wait_for_line(std::string("^") + tag + R"( (\d+)$)", 10s);
     ASSERT_TRUE(line) << line.error().message();
     expected.insert(std::stoi(line->groups[1]));
   }
+  // The daemon prints its line while the middle process of its double fork may still be
+  // exiting; the server prints this one after it has reaped that process.
+  ASSERT_TRUE(p.output().wait_for_line("^FORKS-DONE$", 10s));
   auto tree = p.tree();
   EXPECT_EQ(std::set<int>(tree.begin(), tree.end()), expected);
   EXPECT_EQ(tree.front(), p.pid());

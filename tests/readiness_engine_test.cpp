@@ -12,6 +12,7 @@
 
 #include "harness/detail/session/start_events.hpp"
 #include "harness/detail/text/regex.hpp"
+#include "harness/timeouts.hpp"
 
 namespace {
 
@@ -20,6 +21,7 @@ using harness::errc;
 using harness::exit_status;
 using harness::port_mode;
 using harness::probe;
+using harness::timeouts::scaled;
 using harness::detail::readiness_engine;
 using harness::detail::readiness_setup;
 using harness::detail::readiness_world;
@@ -258,12 +260,16 @@ TEST(ReadinessEngine, ASlowStartReportsProgressWithWhatItWaitsFor) {
   };
   auto out = c.run();
   ASSERT_EQ(out.kind, attempt_result::failed);
+  // At 2, 7 and 12 s of 13, each scaled by HARNESS_TIMEOUT_SCALE like the deadline.
+  const auto after = scaled(2s);
+  const auto every = scaled(5s);
+  const auto deadline = scaled(13s);
   ASSERT_EQ(seen.size(), 3u);
-  EXPECT_EQ(seen[0].elapsed, 2s);
-  EXPECT_EQ(seen[0].left, 11s);
-  EXPECT_EQ(seen[1].elapsed, 7s);
-  EXPECT_EQ(seen[2].elapsed, 12s);
-  EXPECT_EQ(seen[2].left, 1s);
+  EXPECT_EQ(seen[0].elapsed, after);
+  EXPECT_EQ(seen[0].left, deadline - after);
+  EXPECT_EQ(seen[1].elapsed, after + every);
+  EXPECT_EQ(seen[2].elapsed, after + 2 * every);
+  EXPECT_EQ(seen[2].left, deadline - after - 2 * every);
   EXPECT_NE(seen[0].waiting_for.find("tcp"), std::string::npos) << seen[0].waiting_for;
   EXPECT_NE(seen[0].waiting_for.find("connection refused"), std::string::npos) << seen[0].waiting_for;
 }
@@ -278,8 +284,8 @@ TEST(ReadinessEngine, AnEventDrivenWaitStillReportsProgress) {
   c.ready.on_progress = [&](const harness::start_progress& p) { seen.push_back(p); };
   auto out = c.run();
   ASSERT_EQ(out.kind, attempt_result::failed);
-  ASSERT_EQ(seen.size(), 6u);  // 2, 7, 12, 17, 22, 27 s
-  EXPECT_EQ(seen.back().elapsed, 27s);
+  ASSERT_EQ(seen.size(), 6u);  // 2, 7, 12, 17, 22, 27 s, scaled
+  EXPECT_EQ(seen.back().elapsed, scaled(2s) + 5 * scaled(5s));
   EXPECT_NE(seen[0].waiting_for.find("the port announcement"), std::string::npos) << seen[0].waiting_for;
 }
 

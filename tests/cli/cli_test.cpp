@@ -19,6 +19,7 @@
 
 #include "harness/lease.hpp"
 #include "harness/process.hpp"
+#include "harness/timeouts.hpp"
 #include "support.hpp"
 
 namespace {
@@ -423,17 +424,17 @@ TEST(CliThen, ClientKilledByASignalIs128PlusN) {
 }
 
 // A green client against a server that died meanwhile is not a pass: exit 4, with the
-// server's status and output on stderr.
+// server's status and output on stderr. (SIGABRT, not SIGSEGV: see verdict_test.cpp.)
 TEST(CliThen, AServerThatDiesWhileTheClientRunsIsExit4EvenIfTheClientPassed) {
   const outcome o = run_cli(
       {"run", "--then",
-       "kill -SEGV $HARNESS_PID; until grep -q '^State:.*Z' /proc/$HARNESS_PID/status 2>/dev/null; do :; done; "
+       "kill -ABRT $HARNESS_PID; until grep -q '^State:.*Z' /proc/$HARNESS_PID/status 2>/dev/null; do :; done; "
        "echo client done",
        "--", fx, "--print=serving now", "--port={port}"});
   EXPECT_EQ(o.status, exit_status::exited_with(4)) << o;
   EXPECT_TRUE(contains(o.out, "client done")) << o;
   EXPECT_TRUE(contains(o.err, "the client exited with status 0, but the server exited on its own: killed by signal "
-                              "11 (SIGSEGV)"))
+                              "6 (SIGABRT)"))
       << o;
   EXPECT_TRUE(contains(o.err, "out| serving now")) << o;
 }
@@ -457,13 +458,25 @@ TEST(CliThen, ASanitizerReportAtStopIsExit5) {
   EXPECT_TRUE(contains(failing.err, "LeakSanitizer")) << failing;
 }
 
-// A slow start says where it stands on stderr, from 2 s on.
+// A slow start says where it stands on stderr, from 2 s on. Those 2 s scale with
+// HARNESS_TIMEOUT_SCALE like the 30 s deadline, so the server's delay does too.
 TEST(CliRun, ASlowStartSaysWhereItStands) {
-  const outcome o = run_cli({"run", "--then", "true", "--", fx, "--delay-ms=2500", "--port={port}"});
+  using harness::timeouts::scaled;
+  const auto seconds = [](std::chrono::milliseconds d) { return static_cast<double>(d.count()) / 1000.0; };
+  const outcome o = run_cli({"run", "--then", "true", "--", fx,
+                             "--delay-ms=" + std::to_string(scaled(2500ms).count()), "--port={port}"});
   EXPECT_EQ(o.status, exit_status::exited_with(0)) << o;
-  EXPECT_TRUE(std::regex_search(o.err, std::regex("harness: still starting fixture-server: 2\\.\\d s in, 2\\d\\.\\d s "
-                                                  "left; waiting for tcp \\(connection refused\\)")))
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(o.err, m,
+                                std::regex("harness: still starting fixture-server: (\\d+\\.\\d) s in, (\\d+\\.\\d) s "
+                                           "left; waiting for tcp \\(connection refused\\)")))
       << o;
+  // Printed with one decimal each.
+  const double in = std::stod(m[1]);
+  const double left = std::stod(m[2]);
+  EXPECT_GE(in, seconds(scaled(2s)) - 0.05) << o;
+  EXPECT_LT(in, seconds(scaled(3s))) << o;
+  EXPECT_NEAR(in + left, seconds(scaled(30s)), 0.11) << o;
 }
 
 TEST(CliThen, ClientOutputIsStreamedLive) {

@@ -20,6 +20,7 @@
 
 #include "../support.hpp"
 #include "harness/gtest/gtest.hpp"
+#include "harness/timeouts.hpp"
 #include "programs/missing_server.hpp"
 
 namespace {
@@ -312,8 +313,8 @@ TEST_F(GtestLayerEndToEnd, ServersThatCrashOrLeakFailTheirTestsInTheOutputAndThe
 
   // The mid-test crash: the test fails at the line that started the server, with the
   // status and the stdout line.
-  EXPECT_THAT(r.out, HasSubstr("verdict_program.cpp:32: Failure")) << r.out;
-  EXPECT_THAT(r.out, HasSubstr("crasher: exited on its own while the test ran: killed by signal 11 (SIGSEGV)"))
+  EXPECT_THAT(r.out, HasSubstr("verdict_program.cpp:33: Failure")) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("crasher: exited on its own while the test ran: killed by signal 6 (SIGABRT)"))
       << r.out;
   EXPECT_THAT(r.out, HasSubstr("    out| warming up on stdout\n")) << r.out;
   EXPECT_THAT(r.out, HasSubstr("[  FAILED  ] PerTest.ServerCrashesMidTest (")) << r.out;
@@ -325,7 +326,17 @@ TEST_F(GtestLayerEndToEnd, ServersThatCrashOrLeakFailTheirTestsInTheOutputAndThe
   EXPECT_THAT(r.out, HasSubstr("[  FAILED  ] PerTest.ServerLeaksAtStop (")) << r.out;
   // An exit the test announced, and a slow start that says where it stands.
   EXPECT_THAT(r.out, HasSubstr("[       OK ] PerTest.AnnouncedExitPasses (")) << r.out;
-  EXPECT_THAT(r.out, HasSubstr("[ HARNESS  ] still starting slowpoke: 2.")) << r.out;
+  {
+    // After 2 s, scaled by HARNESS_TIMEOUT_SCALE (printed with one decimal).
+    std::smatch m;
+    if (std::regex_search(r.out, m, std::regex(R"(\[ HARNESS  \] still starting slowpoke: (\d+\.\d) s in)"))) {
+      const double in = std::stod(m[1]);
+      EXPECT_GE(in, static_cast<double>(harness::timeouts::scaled(2s).count()) / 1000.0 - 0.05) << r.out;
+      EXPECT_LT(in, static_cast<double>(harness::timeouts::scaled(3s).count()) / 1000.0) << r.out;
+    } else {
+      ADD_FAILURE() << "no progress line for slowpoke in\n" << r.out;
+    }
+  }
   EXPECT_THAT(r.out, HasSubstr("[       OK ] PerTest.SlowStartShowsProgress (")) << r.out;
   // The shared server fails the test during which it died, and only that one.
   EXPECT_THAT(r.out, HasSubstr("shared-victim exited during this test:")) << r.out;
@@ -335,7 +346,7 @@ TEST_F(GtestLayerEndToEnd, ServersThatCrashOrLeakFailTheirTestsInTheOutputAndThe
   // The XML: failures with the full text, and the listener's report as a property.
   const auto crash = testcase(r.xml, "PerTest", "ServerCrashesMidTest");
   EXPECT_THAT(crash, HasSubstr("<failure message=")) << crash;
-  EXPECT_THAT(crash, HasSubstr("killed by signal 11 (SIGSEGV)")) << crash;
+  EXPECT_THAT(crash, HasSubstr("killed by signal 6 (SIGABRT)")) << crash;
   EXPECT_THAT(crash, HasSubstr("<property name=\"harness.report\" value=\"[ HARNESS  ] PerTest.ServerCrashesMidTest "
                                "failed; 1 server was live during the test:"))
       << crash;

@@ -106,7 +106,9 @@ std::vector<tcp_socket> parse_tcp_table(std::string_view text) {
 
 diag_reply parse_diag_reply(const char* data, std::size_t size, std::uint16_t port,
                             std::vector<listener>& out) {
-  int len = static_cast<int>(size);
+  // Signed and wider than nlmsg_len (__u32): NLMSG_OK compares the two, and with an
+  // int that is a signed/unsigned comparison (clang's -Wsign-compare).
+  auto len = static_cast<ssize_t>(size);
   for (auto* h = reinterpret_cast<const nlmsghdr*>(data); NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
     if (h->nlmsg_type == NLMSG_DONE) return diag_reply::done;
     if (h->nlmsg_type == NLMSG_ERROR) return diag_reply::error;

@@ -83,7 +83,7 @@ std::atomic<std::uint64_t> notify_counter{0};
 // the listener on the port, and one try of each polling probe.
 class process_world final : public readiness_world {
  public:
-  process_world(session_state& s, std::uint16_t port) : s_(s), port_(port) {}
+  explicit process_world(session_state& s) : s_(s) {}
 
   clock::time_point now() override { return clock::now(); }
   void sleep_until(start_events& ev, std::uint64_t seen, clock::time_point until) override {
@@ -128,7 +128,6 @@ class process_world final : public readiness_world {
   probe_try try_callback(const probe& p, std::uint16_t port);
 
   session_state& s_;
-  const std::uint16_t port_;
 };
 
 readiness_world::probe_try process_world::try_probe(const probe& p, std::uint16_t port, milliseconds timeout,
@@ -406,7 +405,7 @@ start_outcome start_attempt::run() {
     s_.proc = std::move(*spawned);
   }
   ev_->supervisor = s_.proc.supervisor_pid();
-  process_world world(s_, use_port_);
+  process_world world(s_);
   readiness_engine engine({.ready = &s_.spec.ready,
                            .mode = s_.mode,
                            .port = use_port_,

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "harness/gtest/gtest.hpp"
+#include "harness/timeouts.hpp"
 
 namespace {
 
@@ -31,7 +32,9 @@ class PerTest : public harness::gtest::server_test {};
 TEST_F(PerTest, ServerCrashesMidTest) {
   auto* s = start_server({.command = fx({"--print=warming up on stdout", "--port={port}"}), .name = "crasher"});
   ASSERT_NE(s, nullptr);
-  ASSERT_EQ(::kill(s->pid(), SIGSEGV), 0);
+  // SIGABRT rather than SIGSEGV: under ASan or TSan a sanitized server takes a SIGSEGV
+  // sent by kill() for a memory fault, reports it and exits 66 instead of dying by it.
+  ASSERT_EQ(::kill(s->pid(), SIGABRT), 0);
   ASSERT_TRUE(s->process().wait_for(10s));
 }
 
@@ -53,9 +56,11 @@ TEST_F(PerTest, AnnouncedExitPasses) {
   ASSERT_TRUE(s->process().wait_for(10s));
 }
 
-// Passes, slowly: the progress line shows while it starts.
+// Passes, slowly: the progress line shows while it starts. It comes after 2 s scaled by
+// HARNESS_TIMEOUT_SCALE, so the delay scales too.
 TEST_F(PerTest, SlowStartShowsProgress) {
-  ASSERT_NE(start_server({.command = fx({"--delay-ms=2500", "--port={port}"}), .name = "slowpoke"}), nullptr);
+  const auto delay = "--delay-ms=" + std::to_string(harness::timeouts::scaled(2500ms).count());
+  ASSERT_NE(start_server({.command = fx({delay, "--port={port}"}), .name = "slowpoke"}), nullptr);
 }
 
 // A shared server that dies during the first test: that test fails, not the next.
