@@ -8,10 +8,12 @@ function(harness_set_warnings target)
     target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic)
     if(HARNESS_WERROR)
       target_compile_options(${target} PRIVATE -Werror)
-      # GCC 12 at -O2/-O3 reports a false -Wrestrict inside libstdc++'s
-      # std::string (GCC bug 105329, fixed in GCC 13): keep it a warning.
+      # GCC 12 at -O2/-O3 reports false positives inside libstdc++ once it inlines
+      # deeply: -Wrestrict in std::string (GCC bug 105329) and -Wmaybe-uninitialized
+      # in the std::function members of a moved-from aggregate (server_spec). They stay
+      # warnings (still printed), not errors.
       if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND CMAKE_CXX_COMPILER_VERSION VERSION_LESS 13)
-        target_compile_options(${target} PRIVATE -Wno-error=restrict)
+        target_compile_options(${target} PRIVATE -Wno-error=restrict -Wno-error=maybe-uninitialized)
       endif()
     endif()
   endif()
