@@ -46,7 +46,9 @@ class R15 : public harness::gtest::server_test {
       case 1: {  // a server of its own, left running: it must die with the child
         auto own = harness::session::try_start({.command = fx({"--print=" + child_token_, "--port={port}"})});
         if (!own) std::_Exit(99);
-        new harness::session(std::move(*own));  // never destroyed: the child dies holding it
+        // Never destroyed: the child dies holding it. Kept reachable (the child may end
+        // by exit(), where LeakSanitizer looks for leaks).
+        child_session_ = new harness::session(std::move(*own));
         break;
       }
       case 2: {  // a lease of its own, and a look at the parent's servers
@@ -66,6 +68,7 @@ class R15 : public harness::gtest::server_test {
   const harness_test::temp_dir tmp_{"harness-r15"};
   const std::string report_ = (tmp_.path() / "report.jsonl").string();
   std::vector<harness::session*> servers_;
+  harness::session* child_session_ = nullptr;  // a child's own server (child_work(1))
 };
 
 TEST_F(R15, DeathTestsInAFixtureThatOwnsServersLeaveThemAlone) {
