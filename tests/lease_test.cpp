@@ -191,11 +191,9 @@ TEST_F(LeaseTest, PoolsInDifferentDirectoriesNeverShareAPort) {
   ASSERT_NE(it, listed->end());
   EXPECT_TRUE(it->held);
   EXPECT_NE(it->note.find("another state directory"), std::string::npos) << it->note;
-  // Released, it can be leased from b at once.
-  first.release();
-  auto again = lease::try_acquire({.range = one, .directory = b});
-  ASSERT_TRUE(again) << again.error().message();
-  EXPECT_EQ(again->port(), one.first);
+  // (That a released or killed holder's port can be leased again at once, from any
+  // directory, is R07's and R01's: asserting it here would race every other test
+  // process that leases from a state directory of its own.)
 }
 
 TEST(LeaseClaims, PortsAreReadFromProcNetUnix) {
