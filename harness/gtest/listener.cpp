@@ -163,13 +163,16 @@ void listener::OnTestEnd(const ::testing::TestInfo& test) {
 }
 
 listener& install_listener(listener_options options) {
+  auto* unit = ::testing::UnitTest::GetInstance();
+  // Asked before taking our lock: current_test_info() takes GoogleTest's mutex, which
+  // GoogleTest holds while it calls OnTestPartResult, which takes our lock.
+  const bool in_a_test = unit->current_test_info() != nullptr;
   auto& st = state();
   std::lock_guard lock(st.m);
   if (st.installed == nullptr) {
     st.installed = new listener(options);
-    auto* unit = ::testing::UnitTest::GetInstance();
     unit->listeners().Append(st.installed);  // takes ownership
-    if (unit->current_test_info() != nullptr) {
+    if (in_a_test) {
       // Installed from inside a test (a fixture's first use): this test counts from now.
       st.in_test = true;
       st.test_thread = std::this_thread::get_id();

@@ -313,7 +313,7 @@ TEST_F(GtestLayerEndToEnd, ServersThatCrashOrLeakFailTheirTestsInTheOutputAndThe
 
   // The mid-test crash: the test fails at the line that started the server, with the
   // status and the stdout line.
-  EXPECT_THAT(r.out, HasSubstr("verdict_program.cpp:33: Failure")) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("verdict_program.cpp:35: Failure")) << r.out;
   EXPECT_THAT(r.out, HasSubstr("crasher: exited on its own while the test ran: killed by signal 6 (SIGABRT)"))
       << r.out;
   EXPECT_THAT(r.out, HasSubstr("    out| warming up on stdout\n")) << r.out;

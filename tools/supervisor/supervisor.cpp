@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -193,20 +194,37 @@ void reap() {
 }
 
 // The oldest live child of ours other than the main process: a daemon's copy.
+//
+// A child listed alive may exit before we look at it: a daemon's middle process does,
+// right after its fork, and its own child (the daemon) becomes ours only then, after
+// the list was read. So when a child is found dead that was not dead before, the list
+// is read again; zombies stay dead, so this ends.
 pid_t oldest_live_child() {
   std::vector<pid_t> kids;
-  proctree::children(::getpid(), kids);
-  pid_t best = 0;
-  unsigned long long best_start = ~0ULL;
-  for (pid_t pid : kids) {
-    proctree::brief b;
-    if (pid == main_pid || !proctree::read_brief(pid, b) || !b.alive()) continue;
-    if (b.start < best_start) {
-      best = pid;
-      best_start = b.start;
+  std::vector<pid_t> dead;
+  for (;;) {
+    kids.clear();
+    proctree::children(::getpid(), kids);
+    pid_t best = 0;
+    unsigned long long best_start = ~0ULL;
+    bool newly_dead = false;
+    for (pid_t pid : kids) {
+      if (pid == main_pid) continue;
+      proctree::brief b;
+      if (!proctree::read_brief(pid, b) || !b.alive()) {
+        if (std::find(dead.begin(), dead.end(), pid) == dead.end()) {
+          dead.push_back(pid);
+          newly_dead = true;
+        }
+        continue;
+      }
+      if (b.start < best_start) {
+        best = pid;
+        best_start = b.start;
+      }
     }
+    if (best > 0 || !newly_dead) return best;
   }
-  return best;
 }
 
 void report_exit(const siginfo_t& si, bool is_main) {

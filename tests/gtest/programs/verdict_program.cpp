@@ -21,8 +21,10 @@ std::vector<std::string> fx(std::vector<std::string> args) {
 }
 
 // A fixture server below a shell that runs `on_term` when the stop's SIGTERM reaches it.
+// The trap waits for the server first (the stop signals it too), so that the server's
+// "got SIGTERM" line comes before what `on_term` prints, never in between its lines.
 std::vector<std::string> with_term_trap(const std::string& on_term) {
-  return {"/bin/sh", "-c", "trap '" + on_term + "' TERM; \"$0\" --port=\"$1\" & wait", HARNESS_FIXTURE_SERVER,
+  return {"/bin/sh", "-c", "trap 'wait; " + on_term + "' TERM; \"$0\" --port=\"$1\" & wait", HARNESS_FIXTURE_SERVER,
           "{port}"};
 }
 
