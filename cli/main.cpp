@@ -1,7 +1,12 @@
 // harness — the serve-harness command line.
 //
 //   harness run [OPTIONS] -- SERVER [ARGS...]     start a server, wait until ready, ...
+//   harness start --name N [OPTIONS] -- SERVER    start or attach to a named shared server
+//   harness stop --name N [--release]             stop it, or end one hold on it
+//   harness ps [--json]                           the live servers of this user
 //   harness ports [--json]                        the leases of the shared port pool
+//   harness who PORT                              which process holds a port
+//   harness gc [--dry-run]                        stop leftovers whose owner is gone
 //
 // CLI11 parses everything before the first "--"; the words after it are the server
 // command, handed over untouched (so a server option never meets our parser).
@@ -15,6 +20,7 @@
 
 #include "events_posix.hpp"
 #include "exit_codes.hpp"
+#include "named.hpp"
 #include "ports.hpp"
 #include "run.hpp"
 #include "run_options.hpp"
@@ -29,6 +35,8 @@ class formatter : public CLI::Formatter {
   std::string make_usage(const CLI::App* app, std::string name) const override {
     if (app->get_name() == "run")
       return get_label("Usage") + ": " + name + " [OPTIONS] -- SERVER [ARGS...]\n";
+    if (app->get_name() == "start")
+      return get_label("Usage") + ": " + name + " --name NAME [OPTIONS] -- SERVER [ARGS...]\n";
     return CLI::Formatter::make_usage(app, std::move(name));
   }
 };
@@ -59,35 +67,52 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.footer("Run 'harness COMMAND --help' for the options of a command.");
   CLI::App* run = add_run_command(app, run_a);
+  start_args start_a;
+  CLI::App* start = add_start_command(app, run_a, start_a);
+  stop_args stop_a;
+  CLI::App* stop = add_stop_command(app, stop_a);
+  ps_args ps_a;
+  CLI::App* ps = add_ps_command(app, ps_a);
   ports_args ports_a;
   CLI::App* ports = add_ports_command(app, ports_a);
+  who_args who_a;
+  CLI::App* who = add_who_command(app, who_a);
+  gc_args gc_a;
+  CLI::App* gc = add_gc_command(app, gc_a);
 
-  const auto command = [&] {
-    return app.got_subcommand(run)     ? "harness run"
-           : app.got_subcommand(ports) ? "harness ports"
-                                       : "harness";
+  const auto command = [&]() -> std::string {
+    for (CLI::App* sub : {run, start, stop, ps, ports, who, gc}) {
+      if (app.got_subcommand(sub)) return "harness " + sub->get_name();
+    }
+    return "harness";
   };
+
   try {
     app.parse(static_cast<int>(dash - argv), argv);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
     std::string reason = e.what();
-    if (argc > 1 && argv[1][0] != '-' && !app.got_subcommand(run) && !app.got_subcommand(ports)) {
-      reason = "unknown command '" + std::string(argv[1]) + "' (commands: run, ports)";
+    if (argc > 1 && argv[1][0] != '-' && command() == "harness") {
+      reason = "unknown command '" + std::string(argv[1]) + "' (commands: run, start, stop, ps, ports, who, gc)";
     }
     if (dynamic_cast<const CLI::ExtrasError*>(&e) != nullptr && !run_a.separator &&
-        app.got_subcommand(run)) {
-      reason +=
-          "\n(the server command and its options go after '--': " + std::string(run_usage) + ")";
+        (app.got_subcommand(run) || app.got_subcommand(start))) {
+      reason += "\n(the server command and its options go after '--': " +
+                std::string(app.got_subcommand(run) ? run_usage : start_usage) + ")";
     }
     return usage(reason, command());
   }
 
   try {
     if (app.got_subcommand(run)) return run_command(run_a, signals);
+    if (app.got_subcommand(start)) return start_command(run_a, start_a);
     if (run_a.separator)
-      return usage("'--' and a server command belong to 'harness run'", command());
+      return usage("'--' and a server command belong to 'harness run' and 'harness start'", command());
+    if (app.got_subcommand(stop)) return stop_command(stop_a);
+    if (app.got_subcommand(ps)) return ps_command(ps_a);
     if (app.got_subcommand(ports)) return ports_command(ports_a);
+    if (app.got_subcommand(who)) return who_command(who_a);
+    if (app.got_subcommand(gc)) return gc_command(gc_a);
   } catch (const usage_error& e) {
     return usage(e.what(), command());
   } catch (const std::exception& e) {

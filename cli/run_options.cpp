@@ -104,11 +104,7 @@ probe parse_ready(std::string_view spec) {
 }
 
 
-CLI::App* add_run_command(CLI::App& app, run_args& a) {
-  CLI::App* run = app.add_subcommand(
-      "run",
-      "Start a server on a race-free port, wait until it is ready, then run a client\n"
-      "against it (--then) or keep it running until SIGINT/SIGTERM/SIGHUP.");
+void add_server_options(CLI::App* run, run_args& a) {
   run->add_option("--mode", a.mode,
                   "How the server gets its port:\n"
                   "  lease    the harness leases a free port and substitutes {port}\n"
@@ -151,6 +147,16 @@ CLI::App* add_run_command(CLI::App& app, run_args& a) {
                   "A server output line matching REGEX fails the start (repeatable)")
       ->type_name("REGEX")
       ->allow_extra_args(false);
+  // Catches words given before "--" so that make_spec() can say what went wrong.
+  run->add_option("SERVER", a.stray, "")->group("");
+}
+
+CLI::App* add_run_command(CLI::App& app, run_args& a) {
+  CLI::App* run = app.add_subcommand(
+      "run",
+      "Start a server on a race-free port, wait until it is ready, then run a client\n"
+      "against it (--then) or keep it running until SIGINT/SIGTERM/SIGHUP.");
+  add_server_options(run, a);
   run->add_option("--then", a.then,
                   "Once ready, run `/bin/sh -c CMD` ({port} and {host} substituted;\n"
                   "HARNESS_PORT, HARNESS_HOST and HARNESS_PID in its environment), pass\n"
@@ -159,8 +165,6 @@ CLI::App* add_run_command(CLI::App& app, run_args& a) {
       ->each([&a](const std::string&) { a.has_then = true; });
   run->add_flag("-v,--verbose", a.verbose,
                 "Report readiness progress and the server's output on stderr");
-  // Catches words given before "--" so that make_spec() can say what went wrong.
-  run->add_option("SERVER", a.stray, "")->group("");
   run->footer(
       "The server command goes after '--': " + std::string(run_usage) +
       "\n"
@@ -188,8 +192,8 @@ CLI::App* add_run_command(CLI::App& app, run_args& a) {
   return run;
 }
 
-harness::server_spec make_spec(const run_args& a) {
-  const std::string usage(run_usage);
+harness::server_spec make_spec(const run_args& a, std::string_view usage_line) {
+  const std::string usage(usage_line);
   if (!a.stray.empty()) {
     const std::string first = "'" + a.stray.front() + "'";
     if (a.separator)

@@ -46,6 +46,10 @@ struct run_args {
 inline constexpr std::string_view run_usage = "harness run [OPTIONS] -- SERVER [ARGS...]";
 
 // Adds the `run` subcommand with its options (stored into `args`) to `app`.
+// The options that describe a server (--mode, --ready, --env, ...), shared by `run`
+// and `start`.
+void add_server_options(CLI::App* command, run_args& args);
+
 CLI::App* add_run_command(CLI::App& app, run_args& args);
 
 // "tcp", "http", "http:PATH", "http:PATH:STATUS", "log:REGEX", "announce", "notify".
@@ -54,6 +58,6 @@ CLI::App* add_run_command(CLI::App& app, run_args& args);
 harness::probe parse_ready(std::string_view spec);
 
 // Checks the cross-option rules and builds the spec. Throws usage_error.
-harness::server_spec make_spec(const run_args& args);
+harness::server_spec make_spec(const run_args& args, std::string_view usage_line = run_usage);
 
 }  // namespace harness_cli

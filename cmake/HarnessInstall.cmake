@@ -48,7 +48,7 @@ install(TARGETS ${_harness_targets}
 # The supervisor every server runs under. The library looks for it at the path this
 # install puts it (compiled in), so install with the prefix you configured with, or set
 # HARNESS_SUPERVISOR to where it is.
-install(TARGETS harness-supervisor
+install(TARGETS harness-supervisor harness-keeper
   RUNTIME DESTINATION "${CMAKE_INSTALL_LIBEXECDIR}/serve-harness" COMPONENT harness_runtime)
 
 # The CLI, once it exists: installed to bin/ and exported, so a consumer's CMake can
@@ -91,9 +91,13 @@ write_basic_package_version_file(
   VERSION "${PROJECT_VERSION}"
   COMPATIBILITY SameMajorVersion)
 
+# harness_add_server_fixture(), next to the config that includes it (both trees).
+configure_file("${CMAKE_CURRENT_LIST_DIR}/HarnessFixtures.cmake" "${PROJECT_BINARY_DIR}/HarnessFixtures.cmake" COPYONLY)
+
 install(FILES
   "${PROJECT_BINARY_DIR}/cmake/install/harnessConfig.cmake"
   "${PROJECT_BINARY_DIR}/harnessConfigVersion.cmake"
+  "${CMAKE_CURRENT_LIST_DIR}/HarnessFixtures.cmake"
   DESTINATION "${HARNESS_INSTALL_CMAKEDIR}"
   COMPONENT harness_development)
 

@@ -36,6 +36,7 @@ class category final : public std::error_category {
       case errc::bad_exit_status: return "server ended with an unexpected status";
       case errc::sanitizer_report: return "sanitizer report in the server's output";
       case errc::left_processes: return "server left processes running";
+      case errc::name_in_use: return "a shared server of that name runs another spec";
     }
     return "unknown harness error " + std::to_string(ev);
   }

@@ -55,6 +55,9 @@ enum class errc {
   bad_exit_status,           // it ended with a status the spec does not expect
   sanitizer_report,          // its output holds a sanitizer report
   left_processes,            // it exited and left processes of its tree running
+
+  // Named shared servers.
+  name_in_use,               // a shared server of that name runs another spec
 };
 
 // The category behind harness::errc; name() is "harness".

@@ -19,8 +19,10 @@
 #include <cstring>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <random>
 
+#include "harness/detail/lease_offer.hpp"
 #include "harness/detail/lease_record.hpp"
 #include "harness/detail/os/net.hpp"
 #include "harness/detail/os/private_dir.hpp"
@@ -462,3 +464,25 @@ result<std::vector<lease_record>> list_leases(const std::filesystem::path& direc
 }
 
 }  // namespace harness
+
+namespace harness::detail {
+
+namespace {
+std::mutex offered_m;
+std::optional<lease> offered;
+}  // namespace
+
+void offer_lease(lease l) {
+  std::lock_guard lock(offered_m);
+  offered = std::move(l);
+}
+
+std::optional<lease> take_offered_lease(std::uint16_t port) {
+  std::lock_guard lock(offered_m);
+  if (!offered || offered->port() != port) return std::nullopt;
+  std::optional<lease> l = std::move(offered);
+  offered.reset();
+  return l;
+}
+
+}  // namespace harness::detail

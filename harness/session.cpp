@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <mutex>
 
+#include "harness/detail/lease_offer.hpp"
 #include "harness/detail/os/net.hpp"
 #include "harness/detail/os/proc_net.hpp"
 #include "harness/detail/proc/io_thread.hpp"
@@ -219,6 +220,14 @@ class lease_ports final : public port_source {
  public:
   explicit lease_ports(session_state& s) : s_(s) {}
   result<std::uint16_t> acquire() override {
+    if (const auto& r = s_.spec.port.range; r && r->first == r->last) {
+      // A port reserved earlier by this process (a named server's keeper).
+      if (auto l = take_offered_lease(r->first)) {
+        s_.lease = std::move(*l);
+        s_.port = s_.lease.port();
+        return s_.port;
+      }
+    }
     lease_options o;
     o.range = s_.spec.port.range;
     o.host = s_.spec.port.host;

@@ -37,6 +37,7 @@ std::string_view errc_name(int value) {
     case errc::bad_exit_status: return "bad_exit_status";
     case errc::sanitizer_report: return "sanitizer_report";
     case errc::left_processes: return "left_processes";
+    case errc::name_in_use: return "name_in_use";
   }
   return {};
 }
