@@ -1,5 +1,7 @@
 #include "harness/gtest/fixture.hpp"
 
+#include <map>
+
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -178,6 +180,32 @@ void note(const session& s) noexcept {
 }
 
 }  // namespace
+
+harness::named_server* attach_named(std::string name, server_spec spec, if_unavailable unavailable,
+                                    named_options options, call_site where) {
+  ensure_listener();
+  // One hold per name per process, kept until the program exits (leaked on purpose:
+  // static destructors run in no useful order; the keeper drops the hold when we end).
+  static std::mutex m;
+  static auto* held = new std::map<std::string, std::unique_ptr<harness::named_server>>();
+  std::lock_guard lock(m);
+  if (auto it = held->find(name); it != held->end()) return it->second.get();
+  auto r = [&]() -> result<harness::named_server> {
+    try {
+      return harness::named_server::try_attach(name, std::move(spec), options);
+    } catch (const std::exception& e) {
+      return make_failure(errc::spawn_failed, e.what());
+    }
+  }();
+  if (!r) {
+    report_start_failure(r.error(), unavailable, where);
+    return nullptr;
+  }
+  auto* s = held->emplace(name, std::make_unique<harness::named_server>(std::move(*r))).first->second.get();
+  ::testing::Test::RecordProperty("harness." + name + ".shared", s->started_here() ? "started" : "attached");
+  note_named(*s);
+  return s;
+}
 
 bool is_unavailable(const failure& f) {
   return f.code == errc::program_not_found || f.code == errc::program_not_executable ||

@@ -73,6 +73,7 @@
 
 #include "harness/error.hpp"
 #include "harness/exit_status.hpp"
+#include "harness/named_server.hpp"
 #include "harness/session.hpp"
 
 namespace harness::gtest {
@@ -195,6 +196,29 @@ class server_environment : public ::testing::Environment {
 
 // testing::AddGlobalTestEnvironment(new server_environment(...)), typed. Call it before
 // RUN_ALL_TESTS (from main, or from a namespace-scope initializer).
+// A named shared server for this test program, shared with every other process of the
+// run that asks for the same name (harness/named_server.hpp): the first caller starts it,
+// the others attach; it stops when the last of them ends (or after options.keep_warm).
+// Under gtest_discover_tests, where each TEST is a process, a server per run instead of
+// one per test:
+//
+//   TEST(Orders, AreStored) {
+//     harness::named_server* db = harness::gtest::attach_named("db", redis_spec());
+//     ASSERT_NE(db, nullptr);   // the failure (or skip) is already reported at this line
+//     Client c(db->host(), db->port());
+//     ...
+//   }
+//
+// One hold per name per process, taken on first use and kept until the program exits;
+// later calls return the same server (the first call's spec counts). The listener
+// records harness.<name>.port/pid/log for each test after that, prints the server and
+// the end of its log when a test fails, and fails the test during which it died.
+// Returns nullptr after reporting a failure (or a skip, with if_unavailable::skip).
+harness::named_server* attach_named(std::string name, server_spec spec,
+                                    if_unavailable unavailable = if_unavailable::fail,
+                                    named_options options = {},
+                                    call_site where = {__builtin_FILE(), __builtin_LINE()});
+
 server_environment* add_server_environment(std::vector<server_spec> specs,
                                            if_unavailable unavailable = if_unavailable::fail);
 

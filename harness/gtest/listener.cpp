@@ -6,6 +6,7 @@
 #include <map>
 #include <set>
 #include <mutex>
+#include <fstream>
 #include <thread>
 
 #include "harness/respawn.hpp"
@@ -26,6 +27,10 @@ struct test_state {
   // whether its unexpected exit / its warnings were reported already.
   std::map<std::string, std::size_t> sanitizer_at_start;
   std::set<std::string> exit_reported, warned;
+  // Named shared servers this program holds (attach_named()), and those whose end was
+  // reported already.
+  std::vector<const harness::named_server*> named;
+  std::set<const harness::named_server*> named_reported;
 };
 
 test_state& state() {
@@ -134,9 +139,87 @@ void listener::OnTestPartResult(const ::testing::TestPartResult& result) {
   if (result.failed()) observe_live();
 }
 
+namespace {
+
+// The last `n` lines of a file (a named server's log: its output is not in this process).
+std::string last_lines(const std::filesystem::path& path, std::size_t n) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return {};
+  in.seekg(0, std::ios::end);
+  const std::streamoff size = in.tellg();
+  const std::streamoff from = std::max<std::streamoff>(0, size - 16 * 1024);
+  in.seekg(from);
+  std::string text((std::istreambuf_iterator<char>(in)), {});
+  std::vector<std::string> lines;
+  std::size_t start = 0;
+  while (start < text.size()) {
+    const auto nl = text.find('\n', start);
+    lines.push_back(text.substr(start, nl == std::string::npos ? std::string::npos : nl - start));
+    if (nl == std::string::npos) break;
+    start = nl + 1;
+  }
+  if (from > 0 && !lines.empty()) lines.erase(lines.begin());  // cut mid-line
+  std::string out;
+  for (std::size_t i = lines.size() > n ? lines.size() - n : 0; i < lines.size(); ++i) out += "    " + lines[i] + "\n";
+  return out;
+}
+
+// Fails the test during which a named server died (once), records its properties, and
+// returns its part of a failed test's report.
+std::string judge_named(bool record, bool failed, std::size_t output_lines) {
+  std::vector<const harness::named_server*> named;
+  {
+    auto& st = state();
+    std::lock_guard lock(st.m);
+    named = st.named;
+  }
+  std::string report;
+  for (const auto* s : named) {
+    if (auto f = s->check()) {
+      bool first;
+      {
+        auto& st = state();
+        std::lock_guard lock(st.m);
+        first = st.named_reported.insert(s).second;
+      }
+      if (first) {
+        ADD_FAILURE() << "the shared server " << s->name() << " ended during this test:\n" << f->message();
+        failed = true;
+      }
+    }
+    if (record) {
+      const std::string prefix = "harness." + s->name() + ".";
+      ::testing::Test::RecordProperty(prefix + "port", std::to_string(s->port()));
+      ::testing::Test::RecordProperty(prefix + "pid", std::to_string(s->pid()));
+      if (!s->log_path().empty()) ::testing::Test::RecordProperty(prefix + "log", s->log_path().string());
+    }
+    if (failed) {
+      report += "[ HARNESS  ] " + s->summary();
+      const std::string tail = last_lines(s->log_path(), output_lines);
+      if (!tail.empty()) report += "  last lines of its log:\n" + tail;
+    }
+  }
+  return report;
+}
+
+}  // namespace
+
+void note_named(const harness::named_server& s) {
+  auto& st = state();
+  std::lock_guard lock(st.m);
+  if (std::find(st.named.begin(), st.named.end(), &s) == st.named.end()) st.named.push_back(&s);
+}
+
 void listener::OnTestEnd(const ::testing::TestInfo& test) {
   observe_live();
   judge_live_servers(test);
+  const std::string named_report = judge_named(options_.record_properties,
+                                               test.result() != nullptr && test.result()->Failed(),
+                                               options_.output_lines);
+  if (options_.print_on_failure && !named_report.empty()) {
+    std::fputs(named_report.c_str(), stdout);
+    std::fflush(stdout);
+  }
   std::vector<session_info> seen;
   {
     auto& st = state();

@@ -58,6 +58,7 @@
 #include <utility>
 #include <vector>
 
+#include "harness/named_server.hpp"
 #include "harness/session.hpp"
 
 namespace harness::gtest {
@@ -97,6 +98,11 @@ listener& install_listener(listener_options options = {});
 // call this for every server they start). Cheap; does nothing without a listener or
 // outside a test.
 void note_session(const harness::session& s);
+
+// Tells the listener about a named shared server this program holds (attach_named()
+// does it): judged and recorded at each test's end, reported when a test fails. The
+// server object must outlive the tests.
+void note_named(const harness::named_server& s);
 
 // A snapshot of one session (what live_sessions() returns for it).
 [[nodiscard]] session_info snapshot(const harness::session& s);

@@ -359,4 +359,30 @@ TEST_F(GtestLayerEndToEnd, ServersThatCrashOrLeakFailTheirTestsInTheOutputAndThe
   EXPECT_THAT(testcase(r.xml, "PerTest", "AnnouncedExitPasses"), Not(HasSubstr("<failure"))) << r.xml;
 }
 
+TEST_F(GtestLayerEndToEnd, ANamedServerThatDiesFailsTheTestDuringWhichItDied) {
+  const std::string name = "gtest-named-" + std::to_string(::getpid());
+  ::setenv("HARNESS_TEST_NAMED", name.c_str(), 1);
+  const auto r = run(HARNESS_GTEST_NAMED, {});
+  ::unsetenv("HARNESS_TEST_NAMED");
+  ASSERT_TRUE(r.status);
+  EXPECT_THAT(*r.status, ExitedWith(1)) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("[       OK ] Named.AttachesOnceAndIsShared (")) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("the shared server " + name + " ended during this test:")) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("it exited on its own (killed by signal 9 (SIGKILL))")) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("[  FAILED  ] Named.KillsTheServer (")) << r.out;
+  // The report of the failed test: the server and the end of its log.
+  EXPECT_THAT(r.out, HasSubstr("[ HARNESS  ] shared server " + name + ": ")) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("named server says hello")) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("[       OK ] Named.RunsAfterwards (")) << r.out;
+  EXPECT_EQ(count(r.out, "[ HARNESS  ] shared server " + name + ": "), 1u) << "reported once, with the failed test\n" << r.out;
+  EXPECT_THAT(r.out, HasSubstr("[ child SKIPPED ] Named.UnavailableIsASkip")) << r.out;
+  const auto facts = std::regex_search(r.out, std::regex("E2E named port=(\\d+) pid=(\\d+)"));
+  EXPECT_TRUE(facts) << r.out;
+  const auto first = testcase(r.xml, "Named", "AttachesOnceAndIsShared");
+  EXPECT_THAT(first, HasSubstr("<property name=\"harness." + name + ".shared\" value=\"started\"/>")) << first;
+  EXPECT_THAT(first, HasSubstr("<property name=\"harness." + name + ".port\"")) << first;
+  EXPECT_THAT(testcase(r.xml, "Named", "KillsTheServer"), HasSubstr("<failure message=")) << r.xml;
+  EXPECT_THAT(testcase(r.xml, "Named", "RunsAfterwards"), Not(HasSubstr("<failure"))) << r.xml;
+}
+
 }  // namespace
