@@ -84,6 +84,22 @@ elseif(HARNESS_CONSUMER_STEP STREQUAL "project")
   run_step("configure ${HARNESS_CONSUMER_SOURCE}" "${CMAKE_COMMAND}" ${configure_args})
   run_step("build" "${CMAKE_COMMAND}" --build "${HARNESS_CONSUMER_BINARY}"
     --config "${HARNESS_CONSUMER_CONFIG}" --parallel 2)
+  if(HARNESS_CONSUMER_CTEST)
+    # A project whose tests are the point: run them as a user would, in parallel.
+    file(REMOVE "${HARNESS_CONSUMER_BINARY}/run_ids.txt")
+    run_step("ctest -j8 in ${HARNESS_CONSUMER_BINARY}" "${CMAKE_CTEST_COMMAND}"
+      --test-dir "${HARNESS_CONSUMER_BINARY}" -j8 --output-on-failure -C "${HARNESS_CONSUMER_CONFIG}")
+    # Every test noted the run_id of the redis it used: eight tests, one server.
+    file(STRINGS "${HARNESS_CONSUMER_BINARY}/run_ids.txt" ids)
+    list(LENGTH ids tests)
+    list(REMOVE_DUPLICATES ids)
+    list(LENGTH ids servers)
+    if(NOT tests EQUAL 8 OR NOT servers EQUAL 1)
+      message(FATAL_ERROR "consumer: expected 8 tests on one redis, got ${tests} tests on ${servers} servers")
+    endif()
+    message(STATUS "consumer: ${tests} tests in two programs shared one redis (run_id ${ids})")
+    return()
+  endif()
   # The consumer projects put their program at the top of their build tree.
   find_program(consumer_exe consumer
     PATHS "${HARNESS_CONSUMER_BINARY}" "${HARNESS_CONSUMER_BINARY}/${HARNESS_CONSUMER_CONFIG}"
