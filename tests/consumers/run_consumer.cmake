@@ -89,6 +89,9 @@ elseif(HARNESS_CONSUMER_STEP STREQUAL "project")
     file(REMOVE "${HARNESS_CONSUMER_BINARY}/run_ids.txt")
     run_step("ctest -j8 in ${HARNESS_CONSUMER_BINARY}" "${CMAKE_CTEST_COMMAND}"
       --test-dir "${HARNESS_CONSUMER_BINARY}" -j8 --output-on-failure -C "${HARNESS_CONSUMER_CONFIG}")
+    if(NOT HARNESS_CONSUMER_RUN_IDS)
+      return()
+    endif()
     # Every test noted the run_id of the redis it used: eight tests, one server.
     file(STRINGS "${HARNESS_CONSUMER_BINARY}/run_ids.txt" ids)
     list(LENGTH ids tests)
@@ -108,6 +111,10 @@ elseif(HARNESS_CONSUMER_STEP STREQUAL "project")
     message(FATAL_ERROR "consumer: no `consumer` program in ${HARNESS_CONSUMER_BINARY}")
   endif()
   run_step("run ${consumer_exe}" "${consumer_exe}")
+  if(EXISTS "${HARNESS_CONSUMER_BINARY}/CTestTestfile.cmake")
+    run_step("ctest -j4 in ${HARNESS_CONSUMER_BINARY}" "${CMAKE_CTEST_COMMAND}"
+      --test-dir "${HARNESS_CONSUMER_BINARY}" -j4 --output-on-failure -C "${HARNESS_CONSUMER_CONFIG}")
+  endif()
 
 else()
   message(FATAL_ERROR "run_consumer.cmake: unknown HARNESS_CONSUMER_STEP '${HARNESS_CONSUMER_STEP}'")
