@@ -146,6 +146,12 @@ result<named_server> named_server::try_attach(std::string name, server_spec spec
   if (options.keep_warm && options.keep_warm->count() < 0) {
     return make_failure(errc::invalid_argument, "keep_warm must not be negative");
   }
+  if (options.reserve && !(spec.port.mode == port_mode::lease ||
+                           (spec.port.mode == port_mode::automatic && uses_port_placeholder(spec)))) {
+    return make_failure(errc::invalid_argument,
+                        "reserve: only a server that takes its port from {port} (lease mode) can have its port "
+                        "reserved before it starts");
+  }
   if (spec.name.empty()) spec.name = name;
   auto text = detail::spec_to_json(spec);
   if (!text) return std::move(text).error();
@@ -186,6 +192,9 @@ result<named_server> named_server::try_attach(std::string name, server_spec spec
     return s;
   };
 
+  // "taken" (another keeper holds the name) is answered at most this often in a row:
+  // a name bound by something that does not answer is not ours to wait for.
+  int taken = 0;
   for (;;) {
     if (!named::lock_until(lock.get(), deadline)) {
       named::record r;
@@ -260,7 +269,13 @@ result<named_server> named_server::try_attach(std::string name, server_spec spec
     }
     auto [what, rest] = split(*reply);
     if (what == "ok") return done(rest, !options.reserve);
-    if (what == "taken") continue;  // another keeper took the name meanwhile: attach to it
+    if (what == "taken" && ++taken < 10) continue;  // another keeper took the name meanwhile: attach to it
+    if (what == "taken") {
+      ::flock(lock.get(), LOCK_UN);
+      return make_failure(errc::spawn_failed, "the socket of this name (@" + socket +
+                                                  ") is bound by a process that does not answer; `ss -xlp | grep " +
+                                                  socket + "` shows which");
+    }
     ::flock(lock.get(), LOCK_UN);
     if (what == "failed") return detail::failure_from_json(rest);
     return make_failure(errc::spawn_failed, "the keeper of '" + name + "' answered \"" + *reply + "\"");

@@ -8,7 +8,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <sys/socket.h>
+#include <sys/un.h>
+
 #include <algorithm>
+#include <cstddef>
+#include <cstring>
 #include <cctype>
 #include <thread>
 #include <chrono>
@@ -23,6 +28,7 @@
 #include <nlohmann/json.hpp>
 
 #include "harness/detail/os/private_dir.hpp"
+#include "harness/detail/shared/named_common.hpp"
 #include "harness/named_server.hpp"
 #include "harness/session.hpp"
 #include "leftovers.hpp"
@@ -31,6 +37,28 @@
 extern char** environ;
 
 namespace {
+
+// Named servers are per state directory: each run of this program has a private one,
+// removed at the end, so that names and records of parallel test processes never meet
+// and the user's own state directory gets none of ours. (Ports are leased for the
+// whole network namespace whatever the directory.)
+class private_state_dir : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    std::string tmpl = "/tmp/named-state-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
+    dir_ = tmpl;
+    ::setenv("HARNESS_STATE_DIR", dir_.c_str(), 1);
+  }
+  void TearDown() override {
+    std::error_code ignored;
+    std::filesystem::remove_all(dir_, ignored);
+  }
+
+ private:
+  std::string dir_;
+};
+[[maybe_unused]] auto* const state_dir_env = ::testing::AddGlobalTestEnvironment(new private_state_dir);
 
 using namespace std::chrono_literals;
 using harness::errc;
@@ -434,6 +462,15 @@ TEST(NamedServer, BadInputIsRefusedBeforeAnythingStarts) {
   auto gone = named_server::try_attach(unique("db"), fixture_spec("x"), o);
   ASSERT_FALSE(gone);
   EXPECT_EQ(gone.error().code, errc::invalid_argument);
+  harness::named_options reserve;
+  reserve.reserve = true;
+  harness::server_spec announce = fixture_spec("x");
+  announce.command = {fixture_server(), "--announce=auto"};
+  announce.port.mode = harness::port_mode::announce;
+  auto unreservable = named_server::try_attach(unique("db"), announce, reserve);
+  ASSERT_FALSE(unreservable);
+  EXPECT_EQ(unreservable.error().code, errc::invalid_argument);
+  EXPECT_NE(unreservable.error().detail.find("{port}"), std::string::npos) << unreservable.error().detail;
   // A start that fails says why, and leaves nothing.
   const std::string name = unique("db");
   auto failing = fixture_spec(name, {"--exit-before-ready=3"});
@@ -444,6 +481,29 @@ TEST(NamedServer, BadInputIsRefusedBeforeAnythingStarts) {
   ASSERT_TRUE(listed);
   EXPECT_FALSE(listed->has_value());
   EXPECT_FALSE(std::filesystem::exists(servers_dir() / (name + ".json")));
+}
+
+}  // namespace
+
+namespace {
+
+TEST(NamedServer, ANameBoundBySomethingThatDoesNotAnswerIsAnErrorNotAHang) {
+  const std::string name = unique("db");
+  const auto socket = harness::detail::named::socket_name(servers_dir(), name);
+  // Bound, not listening: connect() is refused, and a keeper cannot bind the name.
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path + 1, socket.data(), socket.size());
+  ASSERT_EQ(::bind(fd, reinterpret_cast<const sockaddr*>(&addr),
+                   static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + socket.size())),
+            0);
+  auto r = named_server::try_attach(name, fixture_spec(name));
+  ::close(fd);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::spawn_failed);
+  EXPECT_NE(r.error().detail.find("does not answer"), std::string::npos) << r.error().detail;
+  EXPECT_TRUE(servers_with(name).empty());
 }
 
 }  // namespace
