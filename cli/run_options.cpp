@@ -10,7 +10,7 @@ namespace {
 using harness::probe;
 
 constexpr std::string_view ready_forms =
-    "tcp, http:PATH, http:PATH:STATUS, log:REGEX, announce or notify";
+    "tcp, http:PATH, http:PATH:STATUS, log:REGEX, cmd:COMMAND, redis, memcached, announce or notify";
 
 // Strict decimal integer (the whole text).
 bool parse_int(std::string_view text, int& out) {
@@ -66,7 +66,7 @@ void check_attempts(const std::string& value) {
 // "http:PATH[:STATUS]" without the "http:".
 probe parse_http(std::string_view spec, std::string_view rest) {
   std::string_view path = rest;
-  int status = 200;
+  int status = 0;  // any 2xx
   if (const auto colon = rest.rfind(':'); colon != std::string_view::npos) {
     const std::string_view tail = rest.substr(colon + 1);
     if (!tail.empty() && tail.find_first_not_of("0123456789") == std::string_view::npos) {
@@ -94,6 +94,14 @@ probe parse_ready(std::string_view spec) {
   if (kind == "announce" && !has_arg) return probe::announce();
   if (kind == "notify" && !has_arg) return probe::notify();
   if (kind == "http") return has_arg ? parse_http(spec, rest) : probe::http("/");
+  if (kind == "redis" && !has_arg) return probe::redis();
+  if (kind == "memcached" && !has_arg) return probe::memcached();
+  if (kind == "cmd" && has_arg) {
+    if (rest.find_first_not_of(" \t") == std::string_view::npos) {
+      throw usage_error("'" + std::string(spec) + "': cmd: needs a command (run by /bin/sh -c)");
+    }
+    return probe::command({"/bin/sh", "-c", std::string(rest)});
+  }
   if (kind == "log" && has_arg) {
     if (rest.empty())
       throw usage_error("'" + std::string(spec) + "': log: needs a regular expression");
@@ -119,9 +127,10 @@ void add_server_options(CLI::App* run, run_args& a) {
                   "on HARNESS_READY_FD or over NOTIFY_SOCKET)")
       ->type_name("REGEX");
   run->add_option("--ready", a.ready,
-                  "A readiness check; repeatable, all must pass: tcp, http:PATH,\n"
-                  "http:PATH:STATUS, log:REGEX, announce, notify (default: tcp in lease\n"
-                  "mode, the announcement in the other modes)")
+                  "A readiness check; repeatable, all must pass: tcp, http:PATH (any 2xx),\n"
+                  "http:PATH:STATUS, log:REGEX, cmd:COMMAND (exits 0; /bin/sh -c, {port}\n"
+                  "{host} {dir} substituted), redis (PING), memcached (version), announce,\n"
+                  "notify (default: tcp in lease mode, the announcement in the other modes)")
       ->type_name("SPEC")
       ->allow_extra_args(false)
       ->check(check_with("SPEC", check_ready));

@@ -368,6 +368,18 @@ result<void> check_options(const process_options& o) {
       return make_failure(errc::invalid_argument, "an argument contains a NUL byte");
     }
   }
+  if (o.stop.steps.size() > 7) {
+    return make_failure(errc::invalid_argument, "stop.steps: at most 7 steps (SIGKILL comes after them)");
+  }
+  for (const auto& step : o.stop.steps) {
+    if (step.signal <= 0 || step.signal >= NSIG) {
+      return make_failure(errc::invalid_argument, "stop.steps: no signal " + std::to_string(step.signal));
+    }
+    if (step.wait.count() < 0) return make_failure(errc::invalid_argument, "stop.steps: a negative wait");
+  }
+  if (o.stop.signal <= 0 || o.stop.signal >= NSIG) {
+    return make_failure(errc::invalid_argument, "stop.signal: no signal " + std::to_string(o.stop.signal));
+  }
   return {};
 }
 
@@ -692,6 +704,25 @@ harness::output process::output() const {
   return harness::output(state_->out);
 }
 
+std::vector<stop_step> effective_steps(const stop_policy& policy) {
+  std::vector<stop_step> steps = policy.steps;
+  if (steps.empty()) steps.push_back({policy.signal, policy.grace});
+  steps.push_back({SIGKILL, policy.kill_wait});
+  for (auto& step : steps) step.wait = timeouts::scaled(step.wait);
+  return steps;
+}
+
+std::string describe(const stop_policy& policy) {
+  std::string text;
+  for (const auto& step : effective_steps(policy)) {
+    if (!text.empty()) text += ", ";
+    char buf[32];
+    std::snprintf(buf, sizeof buf, " %.1f s", static_cast<double>(step.wait.count()) / 1000.0);
+    text += signal_name(step.signal) + buf;
+  }
+  return text;
+}
+
 exit_status process::stop() {
   if (!state_) return {};
   return stop(state_->opts.stop);
@@ -702,16 +733,16 @@ namespace {
 // Asks the supervisor to run the stop steps and waits (bounded) until it reports the
 // tree gone. False when it did not answer in time.
 bool stop_through_supervisor(process_state& s, const stop_policy& policy) {
-  const auto grace = timeouts::scaled(policy.grace);
-  const auto kill_wait = timeouts::scaled(policy.kill_wait);
-  char msg[96];
-  const int n = std::snprintf(msg, sizeof msg, "T %d %lld 9 %lld", policy.signal,
-                              static_cast<long long>(grace.count()),
-                              static_cast<long long>(kill_wait.count()));
-  while (::send(s.control.get(), msg, static_cast<std::size_t>(n), MSG_NOSIGNAL) < 0 && errno == EINTR) {
+  std::string msg = "T";
+  milliseconds total{0};
+  for (const auto& step : effective_steps(policy)) {
+    msg += " " + std::to_string(step.signal) + " " + std::to_string(step.wait.count());
+    total += step.wait;
+  }
+  while (::send(s.control.get(), msg.data(), msg.size(), MSG_NOSIGNAL) < 0 && errno == EINTR) {
   }
   // The supervisor adds a last SIGKILL sweep of up to 2 s after the steps.
-  const auto deadline = clock::now() + grace + kill_wait + timeouts::scaled(milliseconds(2500));
+  const auto deadline = clock::now() + total + timeouts::scaled(milliseconds(2500));
   for (;;) {
     detail::pump(s);
     {

@@ -81,6 +81,13 @@ struct env_options {
   std::vector<std::pair<std::string, std::string>> set{};
 };
 
+// One step of a stop: send `signal` to the whole tree, then wait up to `wait` for it
+// to be gone.
+struct stop_step {
+  int signal = SIGTERM;
+  std::chrono::milliseconds wait{0};
+};
+
 struct stop_policy {
   // The first signal, sent to the whole tree.
   int signal = SIGTERM;
@@ -88,7 +95,16 @@ struct stop_policy {
   std::chrono::milliseconds grace = timeouts::stop_grace;
   // How long to wait for the tree to vanish after SIGKILL before giving up.
   std::chrono::milliseconds kill_wait = timeouts::kill_wait;
+  // Steps instead of `signal` and `grace` (at most 7), e.g. nginx's graceful stop:
+  //   {.steps = {{SIGQUIT, 5s}, {SIGTERM, 2s}}}
+  // SIGKILL with kill_wait always comes last. Empty: {{signal, grace}}.
+  std::vector<stop_step> steps{};
 };
+
+// The steps a stop runs, SIGKILL last, every wait scaled by HARNESS_TIMEOUT_SCALE.
+std::vector<stop_step> effective_steps(const stop_policy& policy);
+// "SIGQUIT 5 s, SIGTERM 2 s, SIGKILL 5 s".
+std::string describe(const stop_policy& policy);
 
 // A descriptor of the runner passed to the child as `child_fd` (>= 3).
 struct fd_pass {

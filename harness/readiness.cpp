@@ -42,11 +42,50 @@ probe probe::callback(std::string name, std::function<result<probe_result>(const
   return p;
 }
 
+probe probe::command(std::vector<std::string> args, std::function<bool(std::string_view)> check) {
+  probe p;
+  p.what = kind::command;
+  p.argv = std::move(args);
+  p.output = std::move(check);
+  return p;
+}
+
+probe probe::redis() {
+  probe p;
+  p.what = kind::redis;
+  return p;
+}
+
+probe probe::memcached() {
+  probe p;
+  p.what = kind::memcached;
+  return p;
+}
+
+bool probe::polled() const {
+  switch (what) {
+    case kind::log:
+    case kind::announce:
+    case kind::notify: return false;
+    default: return true;
+  }
+}
+
+bool probe::needs_port() const { return polled() && what != kind::callback; }
+
 std::string probe::describe() const {
   switch (what) {
     case kind::tcp: return "tcp";
     case kind::http:
-      return "http GET " + path + " -> " + std::to_string(status) + (body ? " with body check" : "");
+      return "http GET " + path + " -> " + (status == 0 ? std::string("2xx") : std::to_string(status)) +
+             (body ? " with body check" : "");
+    case kind::command: {
+      std::string text = "command";
+      for (const auto& a : argv) text += " " + a;
+      return text + (output ? " with output check" : "");
+    }
+    case kind::redis: return "redis PING -> PONG";
+    case kind::memcached: return "memcached version";
     case kind::log: return "log /" + pattern + "/";
     case kind::announce: return "announce (HARNESS_READY_FD)";
     case kind::notify: return "notify (NOTIFY_SOCKET READY=1)";

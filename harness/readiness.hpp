@@ -59,12 +59,13 @@ struct probe_context {
 enum class probe_result { ready, not_yet };
 
 struct probe {
-  enum class kind { tcp, http, log, announce, notify, callback };
+  enum class kind { tcp, http, log, announce, notify, callback, command, redis, memcached };
 
   // A TCP connection to host:port succeeds.
   static probe tcp();
-  // GET `path` answers `status`, and `body` (when given) accepts the body.
-  static probe http(std::string path = "/", int status = 200,
+  // GET `path` answers `status` (0, the default: any 2xx), and `body` (when given)
+  // accepts the body.
+  static probe http(std::string path = "/", int status = 0,
                     std::function<bool(std::string_view body)> body = {});
   // A line of output matches `pattern` (Perl syntax, searched anywhere in the line).
   static probe log(std::string pattern);
@@ -75,20 +76,37 @@ struct probe {
   // `fn` returns probe_result::ready / not_yet (polled), or a failure (fatal).
   static probe callback(std::string name,
                         std::function<result<probe_result>(const probe_context&)> fn);
+  // Runs `argv` ({port}, {host} and {dir} substituted; found on PATH) until it exits 0
+  // and `output` (when given) accepts what it printed on stdout and stderr, like a
+  // Docker HEALTHCHECK or `pg_isready -p {port}`. Each run is bounded by the start's
+  // deadline (its process group is killed then); a run that cannot start at all (no such
+  // program) fails the start.
+  static probe command(std::vector<std::string> argv,
+                       std::function<bool(std::string_view output)> output = {});
+  // Redis (and compatible servers) answer PING with +PONG, spoken over RESP on a
+  // connection of our own: no redis-cli needed. "-LOADING" and errors are "not yet".
+  static probe redis();
+  // memcached answers "version" with "VERSION ...".
+  static probe memcached();
 
-  // "tcp", "http GET /health -> 200", "log /Ready/", ...
+  // "tcp", "http GET /health -> 2xx", "log /Ready/", "command pg_isready -p {port}", ...
   [[nodiscard]] std::string describe() const;
+  // Whether the engine polls it (rather than waiting for an event), and whether that
+  // needs the port to be known first.
+  [[nodiscard]] bool polled() const;
+  [[nodiscard]] bool needs_port() const;
 
   kind what = kind::tcp;
   std::string path{};      // http
-  int status = 200;      // http
+  int status = 0;          // http: the exact status, or 0 for any 2xx
   std::function<bool(std::string_view)> body{};  // http
   std::string pattern{};   // log
   std::string name{};      // callback
   std::function<result<probe_result>(const probe_context&)> fn{};  // callback
+  std::vector<std::string> argv{};                  // command
+  std::function<bool(std::string_view)> output{};   // command
 };
 
-// Where a slow start stands (ready_options::on_progress).
 struct start_progress {
   std::chrono::milliseconds elapsed{0};  // since this attempt's spawn
   std::chrono::milliseconds left{0};     // until its deadline

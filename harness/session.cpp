@@ -1,13 +1,19 @@
 #include "harness/session.hpp"
 
+#include <fcntl.h>
 #include <unistd.h>
 
-#include <csignal>
 #include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <csignal>
+#include <cstdlib>
 #include <mutex>
 
 #include "harness/detail/lease_offer.hpp"
 #include "harness/detail/os/net.hpp"
+#include "harness/detail/os/private_dir.hpp"
+#include "harness/detail/os/unique_fd.hpp"
 #include "harness/detail/os/proc_net.hpp"
 #include "harness/detail/proc/io_thread.hpp"
 #include "harness/detail/session/report.hpp"
@@ -18,26 +24,69 @@
 
 namespace harness {
 
-std::string substitute_placeholders(std::string_view text, std::string_view host,
-                                    std::string_view port) {
+namespace {
+
+// {port}, {host} and (when `dir` is given) {dir}; {{name}} is a literal {name}.
+std::string substitute(std::string_view text, std::string_view host, std::string_view port,
+                       const std::string_view* dir) {
   std::string out;
   out.reserve(text.size());
   for (std::size_t i = 0; i < text.size();) {
     auto at = [&](std::string_view what) { return text.substr(i, what.size()) == what; };
-    if (at("{{port}}") || at("{{host}}")) {
-      out.append(text.substr(i + 1, 6));
-      i += 8;
+    if (at("{{port}}") || at("{{host}}") || (dir != nullptr && at("{{dir}}"))) {
+      const std::size_t n = at("{{dir}}") ? 7 : 8;
+      out.append(text.substr(i + 1, n - 2));
+      i += n;
     } else if (at("{port}")) {
       out.append(port);
       i += 6;
     } else if (at("{host}")) {
       out.append(host);
       i += 6;
+    } else if (dir != nullptr && at("{dir}")) {
+      out.append(*dir);
+      i += 5;
     } else {
       out.push_back(text[i++]);
     }
   }
   return out;
+}
+
+bool uses_dir(std::string_view text) {
+  const std::string_view a = "A", b = "B";
+  return substitute(text, "", "", &a) != substitute(text, "", "", &b);
+}
+
+}  // namespace
+
+std::string substitute_placeholders(std::string_view text, std::string_view host,
+                                    std::string_view port) {
+  return substitute(text, host, port, nullptr);
+}
+
+std::string substitute_placeholders(std::string_view text, std::string_view host, std::string_view port,
+                                    std::string_view dir) {
+  return substitute(text, host, port, &dir);
+}
+
+bool uses_dir_placeholder(const server_spec& spec) {
+  for (const auto& a : spec.command) {
+    if (uses_dir(a)) return true;
+  }
+  for (const auto& [k, v] : spec.env.set) {
+    if (uses_dir(v)) return true;
+  }
+  if (uses_dir(spec.cwd.string())) return true;
+  for (const auto& f : spec.files) {
+    if (uses_dir(f.text)) return true;
+  }
+  for (const auto& p : spec.ready.probes) {
+    for (const auto& a : p.argv) {
+      if (uses_dir(a)) return true;
+    }
+  }
+  return false;
 }
 
 std::string server_label(const server_spec& spec) {
@@ -58,6 +107,9 @@ bool uses_port_placeholder(const server_spec& spec) {
   }
   for (const auto& [k, v] : spec.env.set) {
     if (uses_port_placeholder(v)) return true;
+  }
+  for (const auto& f : spec.files) {
+    if (uses_port_placeholder(f.text)) return true;
   }
   return false;
 }
@@ -86,6 +138,16 @@ result<void> session_state::validate_and_compile() {
     return make_failure(errc::invalid_argument, "respawn.attempts must be at least 1");
   }
   if (auto a = net::parse_host(spec.port.host, 0); !a) return std::move(a).error();
+  for (const auto& f : spec.files) {
+    const std::filesystem::path name(f.name);
+    const bool climbs = std::any_of(name.begin(), name.end(), [](const auto& part) { return part == ".."; });
+    if (f.name.empty() || name.is_absolute() || climbs || f.name.back() == '/' ||
+        f.name.find('\0') != std::string::npos) {
+      return make_failure(errc::invalid_argument, "files: \"" + f.name +
+                                                      "\" must be a relative file path inside the scratch directory "
+                                                      "(no \"..\", not absolute)");
+    }
+  }
   if (auto ok = choose_mode(); !ok) return ok;
   // The default probe of lease mode (announce and inherit wait for the announcement).
   if (mode == port_mode::lease && spec.ready.probes.empty()) spec.ready.probes.push_back(probe::tcp());
@@ -210,7 +272,69 @@ failure session_state::report(std::error_code code, const std::string& reason,
               "fills or it exits: run it with `python3 -u` or set PYTHONUNBUFFERED=1 (env.set)\n";
     }
   }
+  if (!dir.empty()) text += "  dir: " + dir.string() + "\n";
   return failure{code, text};
+}
+
+// The scratch directory: <parent>/<label>-XXXXXX, 0700, made before the first attempt.
+result<void> session_state::make_dir() {
+  if (!spec.scratch.create && spec.files.empty() && !uses_dir_placeholder(spec)) return {};
+  std::filesystem::path parent = spec.scratch.parent;
+  if (parent.empty()) {
+    auto sub = state_subdir("scratch");
+    if (!sub) return std::move(sub).error();
+    parent = *sub;
+  } else {
+    std::error_code ec;
+    std::filesystem::create_directories(parent, ec);
+    if (ec) return make_failure(errc::invalid_argument, "scratch.parent " + parent.string() + ": " + ec.message());
+  }
+  std::string label;
+  for (char c : server_label(spec)) {
+    if (label.size() >= 40) break;
+    label += std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' ? c : '_';
+  }
+  std::string tmpl = (parent / (label + "-XXXXXX")).string();
+  if (::mkdtemp(tmpl.data()) == nullptr) return make_system_failure(errno, "make a scratch directory in " + parent.string());
+  dir = tmpl;
+  return {};
+}
+
+// Every file template, rendered into the scratch directory for this attempt's port.
+result<void> session_state::render_files(std::uint16_t use_port) const {
+  const std::string port_text = use_port != 0 ? std::to_string(use_port) : std::string();
+  for (const auto& f : spec.files) {
+    const std::filesystem::path target = dir / f.name;
+    std::error_code ec;
+    std::filesystem::create_directories(target.parent_path(), ec);
+    if (ec) return make_failure(errc::invalid_argument, "files: " + target.parent_path().string() + ": " + ec.message());
+    const std::string text = substitute_placeholders(f.text, spec.port.host, port_text, dir.string());
+    unique_fd fd(::open(target.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
+    if (!fd) return make_system_failure(errno, "files: write " + target.string());
+    std::size_t done = 0;
+    while (done < text.size()) {
+      const ssize_t n = ::write(fd.get(), text.data() + done, text.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return make_system_failure(errno, "files: write " + target.string());
+      done += static_cast<std::size_t>(n);
+    }
+  }
+  return {};
+}
+
+// At the session's end: the scratch directory goes unless the policy keeps it.
+void session_state::remove_dir() noexcept {
+  if (dir.empty() || ::getpid() != owner) return;
+  try {
+    using keep = scratch_options::keep_policy;
+    bool kept = spec.scratch.keep == keep::always;
+    if (spec.scratch.keep == keep::on_failure) kept = keep_dir || start_failed || verdict_of(*this).has_value();
+    if (kept) return;
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  } catch (...) {
+    // Never out of a destructor.
+  }
 }
 
 namespace {
@@ -293,6 +417,7 @@ std::string summary_of(const session_state& s) {
   out += p.output().merged_report(10);
   auto log = p.output().log_path();
   if (!log.empty()) out += "  log: " + log.string() + "\n";
+  if (!s.dir.empty()) out += "  dir: " + s.dir.string() + "\n";
   return out;
 }
 
@@ -322,6 +447,7 @@ session_info info_of(const session_state& s) {
     info.sanitizer_reports = s.watch->sanitizer_reports;
   }
   info.log = p.output().log_path();
+  info.dir = s.dir;
   info.summary = summary_of(s);
   return info;
 }
@@ -409,6 +535,7 @@ result<session> session::try_start(server_spec spec) {
   s->spec = std::move(spec);
   s->watch->on_unexpected_exit = s->spec.on_exit;
   if (auto ok = s->validate_and_compile(); !ok) return std::move(ok).error();
+  if (auto ok = s->make_dir(); !ok) return std::move(ok).error();
 
   if (s->mode == port_mode::inherit) {
     auto at = detail::net::parse_host(s->spec.port.host, s->spec.port.port);
@@ -443,6 +570,8 @@ result<session> session::try_start(server_spec spec) {
     const bool is_report = !f.detail.empty() && f.detail.back() == '\n';
     if (is_report && !s->attempts.empty()) f.detail += "  attempts:\n" + format_attempts(s->attempts, "    ");
     s->proc.stop();
+    s->start_failed = true;
+    if (!s->dir.empty() && !is_report) f.detail += " (scratch directory: " + s->dir.string() + ")";
     return f;
   }
   s->port = *ok;
@@ -524,6 +653,15 @@ harness::process& session::process() {
 bool session::running() const { return state_ && state_->proc.running(); }
 std::optional<exit_status> session::status() const {
   return state_ ? state_->proc.status() : std::nullopt;
+}
+
+const std::filesystem::path& session::dir() const {
+  static const std::filesystem::path none;
+  return state_ ? state_->dir : none;
+}
+
+void session::keep_dir() {
+  if (state_) state_->keep_dir = true;
 }
 
 exit_status session::stop() {

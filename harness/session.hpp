@@ -81,6 +81,29 @@ struct verdict_options {
   bool fail_on_left_processes = false;
 };
 
+// A file rendered into the session's scratch directory before every start attempt (so a
+// respawn on a fresh port re-renders it): nginx.conf, redis.conf, an envoy bootstrap.
+struct file_template {
+  std::string name{};  // a relative path inside {dir} ("nginx.conf", "conf/app.ini"); no ".."
+  std::string text{};  // {port}, {host} and {dir} substituted; {{port}} is a literal {port}
+};
+
+// The session's private scratch directory, {dir}: created (0700) before the first
+// attempt when anything names {dir} (command, env values, cwd, files, command probes)
+// or a file is to be rendered, or when `create` asks for one; its path is in summary(),
+// session_info::dir and failure reports. Removed when the session ends, unless kept.
+struct scratch_options {
+  enum class keep_policy {
+    on_failure,  // kept when the start failed, the verdict failed (check()), or keep_dir() was called
+    always,
+    never,
+  };
+  bool create = false;
+  keep_policy keep = keep_policy::on_failure;
+  // Where scratch directories are made (created if missing). Empty: <state dir>/scratch.
+  std::filesystem::path parent{};
+};
+
 struct server_spec {
   // argv; {port} and {host} are replaced (lease mode; {host} in every mode).
   std::vector<std::string> command{};
@@ -88,7 +111,7 @@ struct server_spec {
   ready_options ready{};
   respawn_policy respawn{};
   env_options env{};          // values may use {port} and {host} as well
-  std::filesystem::path cwd{};
+  std::filesystem::path cwd{};  // may use {dir}
   output_options output{};
   stop_policy stop{};
   std::string name{};         // label in messages and log file names
@@ -102,6 +125,9 @@ struct server_spec {
   // ready (see verdict_options::fail_on_unexpected_exit). It must return quickly and
   // must not call back into the session.
   std::function<void(const exit_status&)> on_exit{};
+  // Files rendered into {dir} before each attempt, and the scratch directory itself.
+  std::vector<file_template> files{};
+  scratch_options scratch{};
 };
 
 namespace detail {
@@ -145,6 +171,11 @@ class session {
   [[nodiscard]] std::chrono::milliseconds ready_time() const;
   [[nodiscard]] harness::output output() const;
   [[nodiscard]] std::filesystem::path log_path() const;
+  // The scratch directory ({dir}), or empty when the session has none.
+  [[nodiscard]] const std::filesystem::path& dir() const;
+  // Keep the scratch directory when the session ends (the GoogleTest layer calls this
+  // for a failed test).
+  void keep_dir();
   // The server process (e.g. to send it a signal).
   [[nodiscard]] harness::process& process();
   [[nodiscard]] bool running() const;
@@ -192,6 +223,11 @@ std::string server_label(const server_spec& spec);
 // {port} and {host} are replaced; "{{port}}" and "{{host}}" stand for the literal text.
 std::string substitute_placeholders(std::string_view text, std::string_view host,
                                     std::string_view port);
+// The same, and {dir} (a literal {dir} is written {{dir}}).
+std::string substitute_placeholders(std::string_view text, std::string_view host, std::string_view port,
+                                    std::string_view dir);
+// Whether the spec names {dir} anywhere (command, env values, cwd, files, command probes).
+bool uses_dir_placeholder(const server_spec& spec);
 // True when `text` uses {port} (the escaped "{{port}}" does not count).
 bool uses_port_placeholder(std::string_view text);
 // True when the spec's command or one of its env values uses {port}: what makes

@@ -44,6 +44,7 @@ struct session_info {
   // them with format_output_tail(), identical runs collapsed).
   std::vector<output_line> output_tail{};
   std::filesystem::path log{};
+  std::filesystem::path dir{};             // the scratch directory ({dir}), if any
   std::string summary{};                   // session::summary()
   // The verdict so far (session::check()) and the warnings (session::warnings()).
   std::optional<failure> problem{};

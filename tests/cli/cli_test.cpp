@@ -250,12 +250,23 @@ TEST(CliReady, HttpPathAndStatus) {
       run_cli({"run", "--ready", "http:/health:204", "--then", "true", "--", fx, "--port={port}",
                "--serve=http", "--http-path=/health", "--http-status=204"});
   EXPECT_EQ(ok.status, exit_status::exited_with(0)) << ok;
+  // Without a status, any 2xx passes.
+  const outcome any =
+      run_cli({"run", "--ready", "http:/health", "--then", "true", "--", fx, "--port={port}", "--serve=http",
+               "--http-path=/health", "--http-status=204"});
+  EXPECT_EQ(any.status, exit_status::exited_with(0)) << any;
   // The same server does not pass a check that expects 200.
   const outcome bad =
-      run_cli({"run", "--ready", "http:/health", "--timeout", "0.5", "--then", "true", "--", fx,
+      run_cli({"run", "--ready", "http:/health:200", "--timeout", "0.5", "--then", "true", "--", fx,
                "--port={port}", "--serve=http", "--http-path=/health", "--http-status=204"});
   EXPECT_EQ(bad.status, exit_status::exited_with(3)) << bad;
   EXPECT_TRUE(contains(bad.err, "answered 204")) << bad;
+  // Nor is a 3xx a 2xx.
+  const outcome redirect =
+      run_cli({"run", "--ready", "http:/health", "--timeout", "0.5", "--then", "true", "--", fx, "--port={port}",
+               "--serve=http", "--http-path=/health", "--http-status=302"});
+  EXPECT_EQ(redirect.status, exit_status::exited_with(3)) << redirect;
+  EXPECT_TRUE(contains(redirect.err, "http GET /health -> 2xx (answered 302)")) << redirect;
 }
 
 TEST(CliReady, LogPatternAndTcpTogether) {

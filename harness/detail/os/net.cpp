@@ -1,5 +1,7 @@
 #include "harness/detail/os/net.hpp"
 
+#include <optional>
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -113,10 +115,10 @@ result<std::uint16_t> local_port(int fd) {
   return make_failure(errc::invalid_argument, "not an IP socket");
 }
 
-connect_result try_connect(const address& at, std::chrono::milliseconds timeout) {
-  const unique_fd socket(::socket(at.family(), SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (!socket) return connect_result::error;
-  const int fd = socket.get();
+namespace {
+
+// Connects a non-blocking socket within `timeout`.
+connect_result connect_within(int fd, const address& at, std::chrono::milliseconds timeout) {
   connect_result r = connect_result::error;
   if (::connect(fd, at.get(), at.length) == 0) {
     r = connect_result::connected;
@@ -136,6 +138,69 @@ connect_result try_connect(const address& at, std::chrono::milliseconds timeout)
     }
   }
   return r;
+}
+
+}  // namespace
+
+connect_result try_connect(const address& at, std::chrono::milliseconds timeout) {
+  const unique_fd socket(::socket(at.family(), SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!socket) return connect_result::error;
+  return connect_within(socket.get(), at, timeout);
+}
+
+std::optional<std::string> exchange_line(const address& at, std::string_view request, std::chrono::milliseconds timeout,
+                                         std::string* why) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  const auto say = [&](std::string text) -> std::optional<std::string> {
+    if (why != nullptr) *why = std::move(text);
+    return std::nullopt;
+  };
+  const unique_fd socket(::socket(at.family(), SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!socket) return say(std::string("socket: ") + std::strerror(errno));
+  const int fd = socket.get();
+  switch (connect_within(fd, at, timeout)) {
+    case connect_result::connected: break;
+    case connect_result::refused: return say("connection refused");
+    case connect_result::timed_out: return say("no connection");
+    case connect_result::error: return say("connection failed");
+  }
+  const auto left = [&] {
+    return static_cast<int>(std::max<long long>(
+        0, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count()));
+  };
+  std::size_t sent = 0;
+  while (sent < request.size()) {
+    const ssize_t n = ::send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
+    if (n > 0) {
+      sent += static_cast<std::size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) {
+      pollfd p{fd, POLLOUT, 0};
+      if (::poll(&p, 1, left()) <= 0) return say("no answer in time");
+      continue;
+    }
+    return say("the connection closed");
+  }
+  std::string line;
+  for (;;) {
+    if (const auto nl = line.find('\n'); nl != std::string::npos) {
+      line.resize(nl);
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      return line;
+    }
+    if (line.size() > 4096) return line;
+    pollfd p{fd, POLLIN, 0};
+    const int rc = ::poll(&p, 1, left());
+    if (rc < 0 && errno == EINTR) continue;
+    if (rc <= 0) return say(line.empty() ? "no answer in time" : "an answer without a line end");
+    char buf[512];
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (n <= 0) return say(line.empty() ? "the connection closed without an answer" : "the answer was cut short");
+    line.append(buf, static_cast<std::size_t>(n));
+  }
 }
 
 }  // namespace harness::detail::net

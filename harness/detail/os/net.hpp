@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -44,5 +45,11 @@ result<std::uint16_t> local_port(int fd);
 enum class connect_result { connected, refused, timed_out, error };
 // Tries one non-blocking connect to `at`, waiting at most `timeout`.
 connect_result try_connect(const address& at, std::chrono::milliseconds timeout);
+
+// Connects, sends `request`, and returns the first line of the answer (without its
+// line end), all within `timeout`; nullopt with `why` ("connection refused", "no answer
+// in time", ...) otherwise. For the redis and memcached probes.
+std::optional<std::string> exchange_line(const address& at, std::string_view request, std::chrono::milliseconds timeout,
+                                         std::string* why = nullptr);
 
 }  // namespace harness::detail::net

@@ -149,8 +149,12 @@ struct posix_spawn_launcher {
 
 // The supervisor's stop steps when it is signalled instead of asked: "15:5000,9:2000".
 std::string stop_steps_text(const stop_policy& p) {
-  return std::to_string(p.signal) + ":" + std::to_string(timeouts::scaled(p.grace).count()) +
-         ",9:" + std::to_string(timeouts::scaled(p.kill_wait).count());
+  std::string text;
+  for (const auto& step : effective_steps(p)) {
+    if (!text.empty()) text += ",";
+    text += std::to_string(step.signal) + ":" + std::to_string(step.wait.count());
+  }
+  return text;
 }
 
 std::string fd_list(const std::vector<fd_pass>& fds) {

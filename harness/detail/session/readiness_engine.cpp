@@ -123,10 +123,11 @@ std::optional<start_outcome> readiness_engine::run_probes(std::uint16_t known_po
   for (std::size_t i = 0; i < passed_.size(); ++i) {
     if (passed_[i]) continue;
     const auto& p = setup_.ready->probes[i];
-    const bool polled = p.what == probe::kind::tcp || p.what == probe::kind::http || p.what == probe::kind::callback;
-    // tcp and http need the port; a callback runs even before it is known.
-    if (polled && (known_port != 0 || p.what == probe::kind::callback)) {
-      auto t = world_.try_probe(p, known_port, connect_timeout, last_error_[i]);
+    // Most need the port; a callback runs even before it is known. A command gets the
+    // whole time left (one run of pg_isready may take longer than a connect).
+    if (p.polled() && (known_port != 0 || !p.needs_port())) {
+      const auto limit = p.what == probe::kind::command ? std::max(left, milliseconds(1)) : connect_timeout;
+      auto t = world_.try_probe(p, known_port, limit, last_error_[i]);
       if (t.fatal) return fail(t.fatal->first, t.fatal->second, false);
       last_error_[i] = t.error;
       if (t.ok) {
@@ -147,8 +148,7 @@ bool readiness_engine::polling(bool all) const {
   const bool port_known = setup_.mode == port_mode::lease || (setup_.mode == port_mode::announce && announced_);
   bool polling = port_known && (!all || in_use_line_);
   for (std::size_t i = 0; i < passed_.size(); ++i) {
-    const auto k = setup_.ready->probes[i].what;
-    polling = polling || (!passed_[i] && (k == probe::kind::tcp || k == probe::kind::http || k == probe::kind::callback));
+    polling = polling || (!passed_[i] && setup_.ready->probes[i].polled());
   }
   return polling;
 }

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -42,6 +43,10 @@ struct session_state {
   std::optional<exit_status> stop_status;  // what the test's stop() found (not set when it had already exited)
   int left_at_exit = 0;                    // processes left when it exited on its own or as expected
 
+  std::filesystem::path dir;  // the scratch directory ({dir}); empty when none
+  bool keep_dir = false;      // session::keep_dir() was called
+  bool start_failed = false;
+
   ~session_state() {
     try {
       proc.stop();
@@ -49,7 +54,12 @@ struct session_state {
       // Never let anything out of a destructor.
     }
     if (listen_fd >= 0) ::close(listen_fd);
+    remove_dir();
   }
+
+  result<void> make_dir();
+  result<void> render_files(std::uint16_t use_port) const;
+  void remove_dir() noexcept;
 
   result<void> validate_and_compile();
   result<void> choose_mode();

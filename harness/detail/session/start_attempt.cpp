@@ -19,6 +19,7 @@
 #include "harness/detail/os/proc_tree.hpp"
 #include "harness/detail/os/unique_fd.hpp"
 #include "harness/detail/proc/io_thread.hpp"
+#include "harness/detail/proc/run_command.hpp"
 #include "harness/detail/session/http_probe.hpp"
 #include "harness/detail/session/readiness_engine.hpp"
 #include "harness/detail/session/session_state.hpp"
@@ -126,6 +127,9 @@ class process_world final : public readiness_world {
  private:
   probe_try try_http(const probe& p, std::uint16_t port, milliseconds timeout, const std::string& last_error);
   probe_try try_callback(const probe& p, std::uint16_t port);
+  probe_try try_command(const probe& p, std::uint16_t port, milliseconds limit, const std::string& last_error);
+  probe_try text_probe(const probe& p, std::uint16_t port, milliseconds timeout, std::string_view request,
+                       std::string_view expect);
 
   session_state& s_;
 };
@@ -143,6 +147,12 @@ readiness_world::probe_try process_world::try_probe(const probe& p, std::uint16_
       return try_http(p, port, timeout, last_error);
     case probe::kind::callback:
       return try_callback(p, port);
+    case probe::kind::command:
+      return try_command(p, port, timeout, last_error);
+    case probe::kind::redis:
+      return text_probe(p, port, timeout, "PING\r\n", "+PONG");
+    case probe::kind::memcached:
+      return text_probe(p, port, timeout, "version\r\n", "VERSION ");
     default:
       return {false, last_error, {}};
   }
@@ -158,7 +168,8 @@ readiness_world::probe_try process_world::try_http(const probe& p, std::uint16_t
   // Keep a real answer over a later attempt cut short by the deadline.
   if (!answer) return {false, last_error.rfind("answered ", 0) == 0 ? last_error : why, {}};
   bool body_ok = true;
-  if (answer->status == p.status && p.body) {
+  const bool status_ok = p.status == 0 ? answer->status >= 200 && answer->status <= 299 : answer->status == p.status;
+  if (status_ok && p.body) {
     try {
       body_ok = p.body(answer->body);
     } catch (const std::exception& e) {
@@ -169,10 +180,56 @@ readiness_world::probe_try process_world::try_http(const probe& p, std::uint16_t
                                    "the body check of probe \"" + p.describe() + "\" threw"}};
     }
   }
-  if (answer->status == p.status && body_ok) return {true, {}, {}};
-  return {false,
-          "answered " + std::to_string(answer->status) + (answer->status == p.status ? " but the body check failed" : ""),
-          {}};
+  if (status_ok && body_ok) return {true, {}, {}};
+  return {false, "answered " + std::to_string(answer->status) + (status_ok ? " but the body check failed" : ""), {}};
+}
+
+// One run of a command probe: ready on exit 0 (and its output check). A program that
+// cannot be started at all fails the start; one that runs past `limit` is killed with
+// its process group.
+readiness_world::probe_try process_world::try_command(const probe& p, std::uint16_t port, milliseconds limit,
+                                                       const std::string& last_error) {
+  std::vector<std::string> argv;
+  const std::string port_text = port != 0 ? std::to_string(port) : std::string();
+  for (const auto& a : p.argv) argv.push_back(substitute_placeholders(a, s_.spec.port.host, port_text, s_.dir.string()));
+  auto run = run_command(argv, limit);
+  if (!run) {
+    return {false, {}, std::pair{make_error_code(errc::probe_failed),
+                                 "probe \"" + p.describe() + "\" cannot run: " + run.error().message()}};
+  }
+  if (!run->status) {
+    // Cut short by the deadline: what an earlier run said explains more.
+    if (!last_error.empty()) return {false, last_error, {}};
+    return {false, "still running after " + std::to_string(limit.count()) + " ms (killed)", {}};
+  }
+  if (!run->status->success()) {
+    return {false, run->status->str() + (run->last_line.empty() ? "" : ": " + run->last_line), {}};
+  }
+  if (p.output) {
+    bool ok = false;
+    try {
+      ok = p.output(run->output);
+    } catch (const std::exception& e) {
+      return {false, {}, std::pair{make_error_code(errc::callback_threw),
+                                   "the output check of probe \"" + p.describe() + "\" threw: " + e.what()}};
+    } catch (...) {
+      return {false, {}, std::pair{make_error_code(errc::callback_threw),
+                                   "the output check of probe \"" + p.describe() + "\" threw"}};
+    }
+    if (!ok) return {false, "exited 0 but the output check failed" + (run->last_line.empty() ? "" : ": " + run->last_line), {}};
+  }
+  return {true, {}, {}};
+}
+
+// A request and the start of the answer's first line, on a connection of our own.
+readiness_world::probe_try process_world::text_probe(const probe&, std::uint16_t port, milliseconds timeout,
+                                                     std::string_view request, std::string_view expect) {
+  auto at = net::parse_host(s_.spec.port.host, port);
+  std::string why;
+  auto line = net::exchange_line(*at, request, timeout, &why);
+  if (!line) return {false, why, {}};
+  if (line->rfind(expect, 0) == 0) return {true, {}, {}};
+  return {false, "answered \"" + line->substr(0, 80) + "\"", {}};
 }
 
 // The user's callback; what it throws ends the start.
@@ -236,10 +293,11 @@ process_options start_attempt::build_options() const {
   const std::string& host = spec.port.host;
   const std::string port_text = use_port_ != 0 ? std::to_string(use_port_) : std::string();
   process_options o;
-  for (const auto& a : spec.command) o.argv.push_back(substitute_placeholders(a, host, port_text));
+  const std::string dir = s_.dir.string();
+  for (const auto& a : spec.command) o.argv.push_back(substitute_placeholders(a, host, port_text, dir));
   o.env = spec.env;
-  for (auto& [k, v] : o.env.set) v = substitute_placeholders(v, host, port_text);
-  o.cwd = spec.cwd;
+  for (auto& [k, v] : o.env.set) v = substitute_placeholders(v, host, port_text, dir);
+  o.cwd = substitute_placeholders(spec.cwd.string(), host, port_text, dir);
   o.output = spec.output;
   o.stop = spec.stop;
   o.name = spec.name;
@@ -419,6 +477,12 @@ start_outcome start_attempt::run() {
 }  // namespace
 
 start_outcome session_state::start_once(std::uint16_t use_port) {
+  if (auto rendered = render_files(use_port); !rendered) {
+    start_outcome out;
+    out.reason = rendered.error().message();
+    out.error = std::move(rendered).error();
+    return out;
+  }
   start_attempt attempt(*this, use_port);
   return attempt.run();
 }

@@ -20,13 +20,16 @@ const char* kind_name(probe::kind k) {
     case probe::kind::announce: return "announce";
     case probe::kind::notify: return "notify";
     case probe::kind::callback: return "callback";
+    case probe::kind::command: return "command";
+    case probe::kind::redis: return "redis";
+    case probe::kind::memcached: return "memcached";
   }
   return "?";
 }
 
 probe::kind kind_from(const std::string& s) {
-  for (auto k : {probe::kind::tcp, probe::kind::http, probe::kind::log, probe::kind::announce,
-                 probe::kind::notify}) {
+  for (auto k : {probe::kind::tcp, probe::kind::http, probe::kind::log, probe::kind::announce, probe::kind::notify,
+                 probe::kind::command, probe::kind::redis, probe::kind::memcached}) {
     if (s == kind_name(k)) return k;
   }
   throw std::invalid_argument("unknown probe kind \"" + s + "\"");
@@ -68,12 +71,21 @@ result<std::string> spec_to_json(const server_spec& spec) {
   for (const auto& p : spec.ready.probes) {
     if (p.what == probe::kind::callback) return refuse("a callback probe");
     if (p.body) return refuse("an http probe's body predicate");
-    probes.push_back({{"what", kind_name(p.what)}, {"path", p.path}, {"status", p.status}, {"pattern", p.pattern}});
+    if (p.output) return refuse("a command probe's output check");
+    probes.push_back({{"what", kind_name(p.what)},
+                      {"path", p.path},
+                      {"status", p.status},
+                      {"pattern", p.pattern},
+                      {"argv", p.argv}});
   }
   json patterns = json::array();
   for (const auto& c : spec.port.collision_patterns) patterns.push_back({{"ecosystem", c.ecosystem}, {"regex", c.regex}});
   json set = json::array();
   for (const auto& [k, v] : spec.env.set) set.push_back({k, v});
+  json files = json::array();
+  for (const auto& f : spec.files) files.push_back({f.name, f.text});
+  json steps = json::array();
+  for (const auto& st : spec.stop.steps) steps.push_back({st.signal, st.wait.count()});
   json exits = json::array();
   for (const auto& e : spec.verdict.expected_exits) exits.push_back(status_json(e));
   const json range = spec.port.range ? json{spec.port.range->first, spec.port.range->last} : json();
@@ -107,7 +119,13 @@ result<std::string> spec_to_json(const server_spec& spec) {
       {"stop",
        {{"signal", spec.stop.signal},
         {"grace_ms", spec.stop.grace.count()},
-        {"kill_wait_ms", spec.stop.kill_wait.count()}}},
+        {"kill_wait_ms", spec.stop.kill_wait.count()},
+        {"steps", steps}}},
+      {"files", files},
+      {"scratch",
+       {{"create", spec.scratch.create},
+        {"keep", static_cast<int>(spec.scratch.keep)},
+        {"parent", spec.scratch.parent.string()}}},
       {"name", spec.name},
       {"allow_daemon", spec.allow_daemon},
       {"verdict",
@@ -143,6 +161,7 @@ result<server_spec> spec_from_json(std::string_view text) {
       pr.path = p.at("path").get<std::string>();
       pr.status = p.at("status").get<int>();
       pr.pattern = p.at("pattern").get<std::string>();
+      pr.argv = p.at("argv").get<std::vector<std::string>>();
       s.ready.probes.push_back(std::move(pr));
     }
     s.ready.timeout = std::chrono::milliseconds(ready.at("timeout_ms").get<std::int64_t>());
@@ -169,6 +188,16 @@ result<server_spec> spec_from_json(std::string_view text) {
     s.stop.signal = stop.at("signal").get<int>();
     s.stop.grace = std::chrono::milliseconds(stop.at("grace_ms").get<std::int64_t>());
     s.stop.kill_wait = std::chrono::milliseconds(stop.at("kill_wait_ms").get<std::int64_t>());
+    for (const auto& st : stop.at("steps")) {
+      s.stop.steps.push_back({st.at(0).get<int>(), std::chrono::milliseconds(st.at(1).get<std::int64_t>())});
+    }
+    for (const auto& f : j.at("files")) s.files.push_back({f.at(0).get<std::string>(), f.at(1).get<std::string>()});
+    const json& scratch = j.at("scratch");
+    s.scratch.create = scratch.at("create").get<bool>();
+    const int keep = scratch.at("keep").get<int>();
+    if (keep < 0 || keep > 2) throw std::invalid_argument("scratch.keep out of range");
+    s.scratch.keep = static_cast<scratch_options::keep_policy>(keep);
+    s.scratch.parent = scratch.at("parent").get<std::string>();
     s.name = j.at("name").get<std::string>();
     s.allow_daemon = j.at("allow_daemon").get<bool>();
     const json& v = j.at("verdict");
