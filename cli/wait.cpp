@@ -68,11 +68,10 @@ std::uint16_t parse_port(std::string_view spec, std::string_view text) {
   if (text.empty()) bad_spec(spec, "the port is missing");
   unsigned value = 0;
   const auto [end, err] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (text.find_first_not_of("0123456789") != std::string_view::npos || err != std::errc{} ||
-      end != text.data() + text.size()) {
+  if (text.find_first_not_of("0123456789") != std::string_view::npos) {
     bad_spec(spec, "the port '" + std::string(text) + "' is not a number");
   }
-  if (value < 1 || value > 65535) {
+  if (err != std::errc{} || end != text.data() + text.size() || value < 1 || value > 65535) {
     bad_spec(spec, "the port must be 1..65535, not " + std::string(text));
   }
   return static_cast<std::uint16_t>(value);
