@@ -6,10 +6,12 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstdint>
+#include <limits>
 #include <system_error>
 #include <vector>
 
@@ -89,17 +91,38 @@ void event::raise() {
   (void)!::write(fd_, &one, sizeof one);
 }
 
-std::size_t wait_any(std::initializer_list<int> fds) {
+namespace {
+
+// poll(2) on `fds` until one is readable or `deadline` (none: no limit).
+std::optional<std::size_t> poll_any(std::initializer_list<int> fds,
+                                    std::optional<std::chrono::steady_clock::time_point> deadline) {
   std::vector<pollfd> polls;
   for (int fd : fds) polls.push_back({fd, POLLIN, 0});
   for (;;) {
-    const int n = ::poll(polls.data(), polls.size(), -1);
+    int timeout = -1;
+    if (deadline) {
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(
+          *deadline - std::chrono::steady_clock::now());
+      timeout = static_cast<int>(
+          std::clamp<std::chrono::milliseconds::rep>(left.count(), 0, std::numeric_limits<int>::max()));
+    }
+    const int n = ::poll(polls.data(), polls.size(), timeout);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) fail("poll");
+    if (n == 0) return std::nullopt;
     for (std::size_t i = 0; i < polls.size(); ++i) {
       if (polls[i].revents != 0) return i;
     }
   }
+}
+
+}  // namespace
+
+std::size_t wait_any(std::initializer_list<int> fds) { return *poll_any(fds, std::nullopt); }
+
+std::optional<std::size_t> wait_any_for(std::initializer_list<int> fds,
+                                        std::chrono::milliseconds timeout) {
+  return poll_any(fds, std::chrono::steady_clock::now() + timeout);
 }
 
 }  // namespace harness_cli

@@ -1,4 +1,5 @@
-// cli/events_posix.hpp — the few events `harness run` waits for, as file descriptors.
+// cli/events_posix.hpp — the few events `harness run` and `harness wait` wait for, as
+// file descriptors.
 //
 // The command waits for "a signal or the server's exit" (or "a signal or the client's
 // exit", "a signal or the end of the start") without polling: each event is a file
@@ -14,8 +15,10 @@
 //     and would take them with the default action (death).
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <initializer_list>
+#include <optional>
 #include <thread>
 
 #include "harness/process.hpp"
@@ -80,5 +83,8 @@ class event {
 
 // Blocks until one of `fds` is readable; returns the index of the first that is.
 std::size_t wait_any(std::initializer_list<int> fds);
+// The same, giving up after `timeout` (nullopt then).
+std::optional<std::size_t> wait_any_for(std::initializer_list<int> fds,
+                                        std::chrono::milliseconds timeout);
 
 }  // namespace harness_cli

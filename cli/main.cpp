@@ -7,6 +7,7 @@
 //   harness ports [--json]                        the leases of the shared port pool
 //   harness who PORT                              which process holds a port
 //   harness gc [--dry-run]                        stop leftovers whose owner is gone
+//   harness wait SPEC... [--timeout S]            wait until running things are ready
 //
 // CLI11 parses everything before the first "--"; the words after it are the server
 // command, handed over untouched (so a server option never meets our parser).
@@ -24,6 +25,7 @@
 #include "ports.hpp"
 #include "run.hpp"
 #include "run_options.hpp"
+#include "wait.hpp"
 
 namespace {
 
@@ -79,9 +81,11 @@ int main(int argc, char** argv) {
   CLI::App* who = add_who_command(app, who_a);
   gc_args gc_a;
   CLI::App* gc = add_gc_command(app, gc_a);
+  wait_args wait_a;
+  CLI::App* wait = add_wait_command(app, wait_a);
 
   const auto command = [&]() -> std::string {
-    for (CLI::App* sub : {run, start, stop, ps, ports, who, gc}) {
+    for (CLI::App* sub : {run, start, stop, ps, ports, who, gc, wait}) {
       if (app.got_subcommand(sub)) return "harness " + sub->get_name();
     }
     return "harness";
@@ -93,7 +97,7 @@ int main(int argc, char** argv) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
     std::string reason = e.what();
     if (argc > 1 && argv[1][0] != '-' && command() == "harness") {
-      reason = "unknown command '" + std::string(argv[1]) + "' (commands: run, start, stop, ps, ports, who, gc)";
+      reason = "unknown command '" + std::string(argv[1]) + "' (commands: run, start, stop, ps, ports, who, gc, wait)";
     }
     if (dynamic_cast<const CLI::ExtrasError*>(&e) != nullptr && !run_a.separator &&
         (app.got_subcommand(run) || app.got_subcommand(start))) {
@@ -113,6 +117,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand(ports)) return ports_command(ports_a);
     if (app.got_subcommand(who)) return who_command(who_a);
     if (app.got_subcommand(gc)) return gc_command(gc_a);
+    if (app.got_subcommand(wait)) return wait_command(wait_a, signals);
   } catch (const usage_error& e) {
     return usage(e.what(), command());
   } catch (const std::exception& e) {

@@ -41,19 +41,6 @@ void check_env(const std::string& value) {
   }
 }
 
-// Seconds, fractional allowed; > 0 and small enough for milliseconds.
-double parse_seconds(const std::string& value) {
-  double seconds = 0;
-  const auto [end, err] = std::from_chars(value.data(), value.data() + value.size(), seconds);
-  if (value.empty() || err != std::errc{} || end != value.data() + value.size() ||
-      !std::isfinite(seconds)) {
-    throw usage_error("'" + value + "' is not a number of seconds");
-  }
-  if (seconds <= 0) throw usage_error("must be more than 0 seconds, not " + value);
-  if (seconds > 1e7) throw usage_error(value + " seconds is too long");
-  return seconds;
-}
-
 void check_timeout(const std::string& value) { (void)parse_seconds(value); }
 
 void check_attempts(const std::string& value) {
@@ -83,6 +70,18 @@ probe parse_http(std::string_view spec, std::string_view rest) {
 }
 
 }  // namespace
+
+double parse_seconds(const std::string& value) {
+  double seconds = 0;
+  const auto [end, err] = std::from_chars(value.data(), value.data() + value.size(), seconds);
+  if (value.empty() || err != std::errc{} || end != value.data() + value.size() ||
+      !std::isfinite(seconds)) {
+    throw usage_error("'" + value + "' is not a number of seconds");
+  }
+  if (seconds <= 0) throw usage_error("must be more than 0 seconds, not " + value);
+  if (seconds > 1e7) throw usage_error(value + " seconds is too long");
+  return seconds;
+}
 
 probe parse_ready(std::string_view spec) {
   const auto colon = spec.find(':');

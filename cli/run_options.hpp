@@ -45,6 +45,10 @@ struct run_args {
 // The usage line of `harness run`, for messages and --help.
 inline constexpr std::string_view run_usage = "harness run [OPTIONS] -- SERVER [ARGS...]";
 
+// A --timeout value: seconds, fractions allowed, more than 0 and at most 1e7. Throws
+// usage_error.
+double parse_seconds(const std::string& value);
+
 // Adds the `run` subcommand with its options (stored into `args`) to `app`.
 // The options that describe a server (--mode, --ready, --env, ...), shared by `run`
 // and `start`.
