@@ -94,7 +94,7 @@ void event::raise() {
 namespace {
 
 // poll(2) on `fds` until one is readable or `deadline` (none: no limit).
-std::optional<std::size_t> poll_any(std::initializer_list<int> fds,
+std::optional<std::size_t> poll_any(std::span<const int> fds,
                                     std::optional<std::chrono::steady_clock::time_point> deadline) {
   std::vector<pollfd> polls;
   for (int fd : fds) polls.push_back({fd, POLLIN, 0});
@@ -118,11 +118,13 @@ std::optional<std::size_t> poll_any(std::initializer_list<int> fds,
 
 }  // namespace
 
-std::size_t wait_any(std::initializer_list<int> fds) { return *poll_any(fds, std::nullopt); }
+std::size_t wait_any(std::initializer_list<int> fds) { return *poll_any(std::span(fds.begin(), fds.size()), std::nullopt); }
+
+std::size_t wait_any(std::span<const int> fds) { return *poll_any(fds, std::nullopt); }
 
 std::optional<std::size_t> wait_any_for(std::initializer_list<int> fds,
                                         std::chrono::milliseconds timeout) {
-  return poll_any(fds, std::chrono::steady_clock::now() + timeout);
+  return poll_any(std::span(fds.begin(), fds.size()), std::chrono::steady_clock::now() + timeout);
 }
 
 }  // namespace harness_cli

@@ -19,6 +19,7 @@
 #include <cstddef>
 #include <initializer_list>
 #include <optional>
+#include <span>
 #include <thread>
 
 #include "harness/process.hpp"
@@ -83,6 +84,7 @@ class event {
 
 // Blocks until one of `fds` is readable; returns the index of the first that is.
 std::size_t wait_any(std::initializer_list<int> fds);
+std::size_t wait_any(std::span<const int> fds);
 // The same, giving up after `timeout` (nullopt then).
 std::optional<std::size_t> wait_any_for(std::initializer_list<int> fds,
                                         std::chrono::milliseconds timeout);

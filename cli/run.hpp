@@ -9,6 +9,6 @@ namespace harness_cli {
 
 // Runs the command; returns the exit status (exit_codes.hpp). Throws usage_error for
 // a bad command line. `signals` must have been installed before any thread started.
-int run_command(const run_args& args, signal_watch& signals);
+int run_command(run_args& args, signal_watch& signals);
 
 }  // namespace harness_cli

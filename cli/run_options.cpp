@@ -1,6 +1,10 @@
 #include "run_options.hpp"
 
+#include <algorithm>
+#include <cctype>
 #include <charconv>
+#include <csignal>
+#include <fstream>
 #include <cmath>
 #include <utility>
 
@@ -42,6 +46,24 @@ void check_env(const std::string& value) {
 }
 
 void check_timeout(const std::string& value) { (void)parse_seconds(value); }
+
+void check_signal(const std::string& value) { (void)parse_signal(value); }
+
+void check_file(const std::string& value) {
+  const auto eq = value.find('=');
+  if (eq == std::string::npos || eq == 0 || eq + 1 == value.size()) {
+    throw usage_error("'" + value + "' is not of the form NAME=TEMPLATE_PATH");
+  }
+}
+
+// The text of a --file template (at most 16 MiB).
+std::string read_template(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw usage_error("--file: cannot read the template " + path);
+  std::string text((std::istreambuf_iterator<char>(in)), {});
+  if (in.bad() || text.size() > 16 * 1024 * 1024) throw usage_error("--file: cannot read the template " + path);
+  return text;
+}
 
 void check_attempts(const std::string& value) {
   int n = 0;
@@ -155,6 +177,26 @@ void add_server_options(CLI::App* run, run_args& a) {
                   "A server output line matching REGEX fails the start (repeatable)")
       ->type_name("REGEX")
       ->allow_extra_args(false);
+  run->add_option("--file", a.files,
+                  "Render TEMPLATE_PATH into {dir}/NAME before each start ({port}, {host},\n"
+                  "{dir} substituted; repeatable): the server's config file")
+      ->type_name("NAME=TEMPLATE_PATH")
+      ->allow_extra_args(false)
+      ->check(check_with("NAME=TEMPLATE_PATH", check_file));
+  run->add_option("--cwd", a.cwd, "The server's working directory (may be {dir})")->type_name("DIR");
+  run->add_option("--stop-signal", a.stop_signal,
+                  "The signal that asks the server to stop (default TERM; nginx: QUIT)")
+      ->type_name("SIG")
+      ->check(check_with("SIG", check_signal));
+  run->add_option("--grace", a.grace_seconds,
+                  "Seconds the server has after the stop signal before SIGKILL (default 3)")
+      ->type_name("SECONDS")
+      ->check(check_with("SECONDS", check_timeout));
+  run->add_option("--keep-dir", a.keep_dir,
+                  "Keep the scratch directory {dir} after the stop: on-failure (default),\n"
+                  "always or never")
+      ->type_name("WHEN")
+      ->check(CLI::IsMember({"on-failure", "always", "never"}));
   // Catches words given before "--" so that make_spec() can say what went wrong.
   run->add_option("SERVER", a.stray, "")->group("");
 }
@@ -165,6 +207,10 @@ CLI::App* add_run_command(CLI::App& app, run_args& a) {
       "Start a server on a race-free port, wait until it is ready, then run a client\n"
       "against it (--then) or keep it running until SIGINT/SIGTERM/SIGHUP.");
   add_server_options(run, a);
+  run->add_option("--name", a.name,
+                  "The server's name: in messages, and with several servers (--and) the\n"
+                  "prefix of <NAME>_PORT, <NAME>_HOST and <NAME>_PID for --then")
+      ->type_name("NAME");
   run->add_option("--then", a.then,
                   "Once ready, run `/bin/sh -c CMD` ({port} and {host} substituted;\n"
                   "HARNESS_PORT, HARNESS_HOST and HARNESS_PID in its environment), pass\n"
@@ -218,11 +264,16 @@ harness::server_spec make_spec(const run_args& a, std::string_view usage_line) {
     spec.env.set.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
   }
 
+  // Before the mode is chosen: a config file may be where {port} is (nginx).
+  for (const auto& f : a.files) {
+    const auto eq = f.find('=');
+    spec.files.push_back({f.substr(0, eq), read_template(f.substr(eq + 1))});
+  }
   const bool placeholder = harness::uses_port_placeholder(spec);
   if (a.mode.empty()) {
     if (!placeholder) {
       throw usage_error(
-          "no {port} in the server command or an --env value, so --mode is needed: --mode "
+          "no {port} in the server command, an --env value or a --file template, so --mode is needed: --mode "
           "announce (the server reports the port it bound) or --mode inherit (it takes a "
           "listening socket); or put {port} where the server takes its port");
     }
@@ -245,7 +296,74 @@ harness::server_spec make_spec(const run_args& a, std::string_view usage_line) {
       std::chrono::milliseconds(static_cast<std::int64_t>(std::ceil(a.timeout_seconds * 1000.0)));
   spec.ready.fail_on = a.fail_on;
   spec.respawn.attempts = a.attempts;
+  spec.cwd = a.cwd;
+  if (!a.stop_signal.empty()) spec.stop.signal = parse_signal(a.stop_signal);
+  if (a.grace_seconds >= 0) {
+    spec.stop.grace = std::chrono::milliseconds(static_cast<std::int64_t>(std::ceil(a.grace_seconds * 1000.0)));
+  }
+  if (a.keep_dir == "always") spec.scratch.keep = harness::scratch_options::keep_policy::always;
+  if (a.keep_dir == "never") spec.scratch.keep = harness::scratch_options::keep_policy::never;
+  if (!a.name.empty()) spec.name = a.name;
   return spec;
+}
+
+int parse_signal(const std::string& text) {
+  int n = 0;
+  if (parse_int(text, n)) {
+    if (n < 1 || n >= NSIG) throw usage_error("'" + text + "' is not a signal number (1.." + std::to_string(NSIG - 1) + ")");
+    return n;
+  }
+  std::string name = text;
+  for (auto& c : name) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  if (name.rfind("SIG", 0) != 0) name = "SIG" + name;
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (harness::signal_name(sig) == name) return sig;
+  }
+  throw usage_error("'" + text + "' is not a signal (TERM, QUIT, INT, HUP, USR1, ... or a number)");
+}
+
+std::string env_prefix(const std::string& name) {
+  std::string out;
+  for (char c : name) {
+    const auto u = static_cast<unsigned char>(c);
+    out += std::isalnum(u) ? static_cast<char>(std::toupper(u)) : '_';
+  }
+  if (!out.empty() && std::isdigit(static_cast<unsigned char>(out[0]))) out.insert(out.begin(), '_');
+  return out;
+}
+
+void split_servers(run_args& a) {
+  auto at = std::find(a.server.begin(), a.server.end(), "--and");
+  if (at == a.server.end()) return;
+  std::vector<std::string> rest(at + 1, a.server.end());
+  a.server.erase(at, a.server.end());
+  int index = 1;
+  for (;;) {
+    ++index;
+    const auto next = std::find(rest.begin(), rest.end(), "--and");
+    std::vector<std::string> group(rest.begin(), next);
+    const std::string where = "server " + std::to_string(index) + " (after --and)";
+    run_args b;
+    const auto dash = std::find(group.begin(), group.end(), "--");
+    b.separator = dash != group.end();
+    if (b.separator) b.server.assign(dash + 1, group.end());
+    CLI::App app{"", "--and"};
+    add_server_options(&app, b);
+    app.add_option("--name", b.name)->required();
+    std::vector<std::string> words(group.begin(), dash);
+    std::reverse(words.begin(), words.end());  // CLI11 takes them last first
+    try {
+      app.parse(words);
+    } catch (const CLI::ParseError& e) {
+      throw usage_error(where + ": " + e.what());
+    }
+    if (!b.separator || b.server.empty()) {
+      throw usage_error(where + ": no server command; write --and [OPTIONS] --name NAME -- SERVER [ARGS...]");
+    }
+    a.more.push_back(std::move(b));
+    if (next == rest.end()) break;
+    rest.erase(rest.begin(), next + 1);
+  }
 }
 
 }  // namespace harness_cli

@@ -32,6 +32,12 @@ struct run_args {
   int attempts = 5;
   std::vector<std::string> env{};
   std::vector<std::string> fail_on{};
+  std::vector<std::string> files{};  // NAME=TEMPLATE_PATH
+  std::string cwd{};
+  std::string stop_signal{};         // empty: SIGTERM
+  double grace_seconds = -1;         // < 0: the default
+  std::string keep_dir{};            // on-failure (default), always, never
+  std::string name{};                // run: the server's name (<NAME>_PORT for --then)
   std::string then{};
   bool has_then = false;
   bool verbose = false;
@@ -40,7 +46,20 @@ struct run_args {
   // Everything after the first "--" of the command line (main() splits it off).
   bool separator = false;
   std::vector<std::string> server{};
+  // `harness run`: the servers after each "--and" (split_servers()).
+  std::vector<run_args> more{};
 };
+
+// Splits `--and [OPTIONS] --name NAME -- SERVER...` groups off args.server into
+// args.more (each parsed with the server options). Throws usage_error.
+void split_servers(run_args& args);
+
+// A signal by name (QUIT, SIGQUIT) or number. Throws usage_error.
+int parse_signal(const std::string& text);
+
+// The environment variable prefix of a server name: upper case, other characters than
+// A-Z and 0-9 as '_' ("my-db" -> "MY_DB").
+std::string env_prefix(const std::string& name);
 
 // The usage line of `harness run`, for messages and --help.
 inline constexpr std::string_view run_usage = "harness run [OPTIONS] -- SERVER [ARGS...]";
