@@ -45,6 +45,11 @@ signal_watch signal_watch::install() {
   return signal_watch(fd);
 }
 
+void signal_watch::release() {
+  const sigset_t set = termination_signals();
+  ::pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+}
+
 signal_watch::signal_watch(signal_watch&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
 
 signal_watch::~signal_watch() {

@@ -42,6 +42,9 @@ class signal_watch {
   [[nodiscard]] int fd() const { return fd_; }
   // Takes one pending signal (blocks until there is one). Returns its number.
   int take();
+  // For commands that do not watch the signals: unblock them in the calling thread (call
+  // it before any other thread exists), so that they end the process as usual.
+  static void release();
 
  private:
   explicit signal_watch(int fd) : fd_(fd) {}

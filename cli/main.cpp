@@ -109,6 +109,8 @@ int main(int argc, char** argv) {
 
   try {
     if (app.got_subcommand(run)) return run_command(run_a, signals);
+    // The commands below do not watch signals: Ctrl-C and SIGTERM end them as usual.
+    if (!app.got_subcommand(wait)) signal_watch::release();
     if (app.got_subcommand(start)) return start_command(run_a, start_a);
     if (run_a.separator)
       return usage("'--' and a server command belong to 'harness run' and 'harness start'", command());

@@ -49,7 +49,18 @@ CLI::Validator seconds_check(bool allow_zero) {
         }
         return {};
       },
-      "SECONDS");
+      "", "SECONDS");
+}
+
+CLI::Validator pid_check() {
+  return CLI::Validator(
+      [](std::string& v) -> std::string {
+        char* end = nullptr;
+        const long n = std::strtol(v.c_str(), &end, 10);
+        if (v.empty() || *end != '\0' || n < 1 || n > 4194304) return "'" + v + "' is not a pid";
+        return {};
+      },
+      "", "PID");
 }
 
 std::string slurp(const std::string& path) {
@@ -216,6 +227,25 @@ std::string program_name(pid_t pid) {
   return slash == std::string::npos ? args[0] : args[0].substr(slash + 1);
 }
 
+// The process a hold belongs to by default: the one that ran us, or, when that is a
+// forked copy of its own parent (the subshell of `$(harness start ...)`, of a pipeline
+// or of `( ... ) &`, which ends at once), the first ancestor that is not. Throws
+// usage_error when it is gone (we were orphaned) or cannot hold a server.
+int default_holder() {
+  pid_t pid = ::getppid();
+  for (int depth = 0; depth < 32 && pid > 1; ++depth) {
+    auto st = procfs::read_stat(pid);
+    if (!st || st->ppid <= 1) break;
+    if (exe_of(pid).empty() || exe_of(pid) != exe_of(st->ppid) || cmdline(pid) != cmdline(st->ppid)) break;
+    pid = st->ppid;
+  }
+  if (pid <= 1) {
+    throw usage_error("the process that ran `harness start` is gone (our parent is now pid " + std::to_string(pid) +
+                      "), so nothing would hold the server: pass --hold-for PID");
+  }
+  return static_cast<int>(pid);
+}
+
 }  // namespace
 
 CLI::App* add_start_command(CLI::App& app, run_args& server, start_args& a) {
@@ -235,9 +265,12 @@ CLI::App* add_start_command(CLI::App& app, run_args& server, start_args& a) {
                     "Wait up to SECONDS for another process's start or stop of this name (default 120)")
       ->type_name("SECONDS")
       ->check(seconds_check(false));
-  start->add_option("--hold-for", a.hold_for, "The process whose life holds the server (default: our parent)")
+  start->add_option("--hold-for", a.hold_for,
+                    "The process whose life holds the server (default: the process that ran\n"
+                    "this command, or the shell of a $(...) or pipeline subshell; in scripts,\n"
+                    "--hold-for $$ says it exactly)")
       ->type_name("PID")
-      ->check(CLI::PositiveNumber);
+      ->check(pid_check());
   start->add_flag("--reserve", a.reserve,
                   "Only take the port (printed as HARNESS_PORT) and hold it; the server starts at\n"
                   "the first `start` without --reserve (harness_add_server_fixture uses this)");
@@ -262,7 +295,7 @@ CLI::App* add_stop_command(CLI::App& app, stop_args& a) {
   stop->add_flag("--release", a.release,
                  "Only end the hold of our parent (or --hold-for): the server stops when\n"
                  "nobody else holds it and it is not kept warm");
-  stop->add_option("--hold-for", a.hold_for, "With --release: the process whose hold ends")->type_name("PID")->check(CLI::PositiveNumber);
+  stop->add_option("--hold-for", a.hold_for, "With --release: the process whose hold ends")->type_name("PID")->check(pid_check());
   stop->add_option("--wait", a.wait_seconds, "Wait up to SECONDS for the stop (default 60)")
       ->type_name("SECONDS")
       ->check(seconds_check(false));
@@ -299,7 +332,7 @@ int start_command(const run_args& server, const start_args& a) {
   harness::named_options o;
   o.wait = to_ms(a.wait_seconds);
   if (a.keep_warm_seconds > 0) o.keep_warm = to_ms(a.keep_warm_seconds);
-  o.hold_for = a.hold_for > 0 ? a.hold_for : static_cast<int>(::getppid());
+  o.hold_for = a.hold_for > 0 ? a.hold_for : default_holder();
   o.reserve = a.reserve;
   auto s = harness::named_server::try_attach(a.name, std::move(spec), o);
   if (!s) {
@@ -322,7 +355,7 @@ int start_command(const run_args& server, const start_args& a) {
 
 int stop_command(const stop_args& a) {
   if (a.release) {
-    const int holder = a.hold_for > 0 ? a.hold_for : static_cast<int>(::getppid());
+    const int holder = a.hold_for > 0 ? a.hold_for : default_holder();
     auto r = harness::named_server::release_hold(a.name, holder);
     if (!r) {
       std::cerr << "harness: " << a.name << ": " << r.error().message() << "\n";

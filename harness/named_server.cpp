@@ -13,6 +13,8 @@
 #include <cstdlib>
 #include <dirent.h>
 
+#include <thread>
+
 #include <nlohmann/json.hpp>
 
 #include "harness/detail/os/private_dir.hpp"
@@ -159,6 +161,7 @@ result<named_server> named_server::try_attach(std::string name, server_spec spec
   auto dir = named::servers_dir();
   if (!dir) return std::move(dir).error();
   const pid_t holder = options.hold_for > 0 ? options.hold_for : ::getpid();
+  if (auto problem = named::holder_problem(holder)) return make_failure(errc::invalid_argument, "hold_for: " + *problem);
   const std::uint64_t holder_start = named::start_time(holder);
   if (holder_start == 0) {
     return make_failure(errc::invalid_argument, "hold_for: process " + std::to_string(holder) + " is not running");
@@ -195,7 +198,16 @@ result<named_server> named_server::try_attach(std::string name, server_spec spec
   // "taken" (another keeper holds the name) is answered at most this often in a row:
   // a name bound by something that does not answer is not ours to wait for.
   int taken = 0;
-  for (;;) {
+  const auto no_answer = [&](pid_t keeper) {
+    ::flock(lock.get(), LOCK_UN);
+    return make_failure(errc::timeout, "the keeper of '" + name + "'" +
+                                           (keeper > 0 ? " (pid " + std::to_string(keeper) + ")" : std::string()) +
+                                           " did not answer within " + std::to_string(options.wait.count()) +
+                                           " ms (stopped or wedged?); `harness ps` shows it, its messages are in " +
+                                           log_file.string());
+  };
+  for (bool first = true;; first = false) {
+    if (!first && clock::now() >= deadline) return no_answer(0);
     if (!named::lock_until(lock.get(), deadline)) {
       named::record r;
       std::string who = named::read_record(record_file, r) == named::record_state::ok
@@ -205,6 +217,12 @@ result<named_server> named_server::try_attach(std::string name, server_spec spec
                                              " ms for the shared server's lock: " + who);
     }
     auto conn = named::connect_keeper(socket);
+    if (!conn && conn.error().code == errc::timeout) {
+      // Alive but not accepting: try again until the deadline.
+      if (clock::now() >= deadline) return no_answer(0);
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));  // polling a full backlog, bounded by the deadline
+      continue;
+    }
     if (!conn) {
       ::flock(lock.get(), LOCK_UN);
       return std::move(conn).error();
@@ -212,10 +230,20 @@ result<named_server> named_server::try_attach(std::string name, server_spec spec
     if (*conn) {
       // A live keeper (and we hold the lock: it is not starting or stopping).
       const int fd = conn->get();
+      const pid_t keeper = named::peer_pid(fd);
       std::string buffer;
       if (!named::write_line(fd, verb + " " + fp + " " + hold)) continue;  // it just ended: look again
-      auto reply = named::read_line(fd, buffer, std::max(deadline, clock::now() + start_budget));
-      if (!reply) continue;
+      // An attach that starts a reserved server (or waits for a start a caller that
+      // died began) may take a whole start; one to a running server answers at once.
+      named::record current;
+      const bool may_start = !options.reserve &&
+                             (named::read_record(record_file, current) != named::record_state::ok ||
+                              current.phase == "reserved" || current.phase == "starting");
+      auto reply = named::read_line(fd, buffer, may_start ? std::max(deadline, clock::now() + start_budget) : deadline);
+      if (!reply) {
+        if (clock::now() >= deadline) return no_answer(keeper);
+        continue;  // the connection closed: it ended meanwhile; look again
+      }
       auto [what, rest] = split(*reply);
       if (what == "ok") return done(rest, false);
       if (what == "failed") {
@@ -250,7 +278,10 @@ result<named_server> named_server::try_attach(std::string name, server_spec spec
       return make_failure(errc::spawn_failed, "the keeper of '" + name + "' answered \"" + *reply + "\"");
     }
     // Nobody keeps it: whatever record is left is stale (its keeper is gone).
-    ::unlink(record_file.c_str());
+    if (named::record r; named::read_record(record_file, r) != named::record_state::ok ||
+                         !named::alive(r.keeper_pid, r.keeper_start)) {
+      ::unlink(record_file.c_str());
+    }
     const nlohmann::json request = {
         {"name", name},
         {"dir", dir->string()},
@@ -300,9 +331,15 @@ result<bool> named_server::stop(std::string_view name, std::chrono::milliseconds
     return false;
   }
   const auto deadline = clock::now() + wait;
+  const pid_t keeper = named::peer_pid(conn->get());
   std::string buffer;
   if (!named::write_line(conn->get(), "stop")) return false;
   auto reply = named::read_line(conn->get(), buffer, deadline);
+  if (!reply && clock::now() >= deadline) {
+    return make_failure(errc::timeout, "the keeper of '" + std::string(name) + "' (pid " + std::to_string(keeper) +
+                                           ") did not answer within " + std::to_string(wait.count()) +
+                                           " ms (stopped or wedged?)");
+  }
   if (!reply) return false;  // it ended before it answered
   // The connection closes when the stop is over.
   while (named::read_line(conn->get(), buffer, deadline)) {
@@ -408,12 +445,18 @@ result<std::string> named_server::release_hold(std::string_view name, int hold_f
   auto conn = named::connect_keeper(named::socket_name(*dir, name));
   if (!conn) return std::move(conn).error();
   if (!*conn) return std::string("was not running");
+  if (auto problem = named::holder_problem(hold_for)) return make_failure(errc::invalid_argument, "hold_for: " + *problem);
   const std::uint64_t start = named::start_time(hold_for);
   std::string buffer;
   if (!named::write_line(conn->get(), "detach " + std::to_string(hold_for) + " " + std::to_string(start) + " all")) {
     return std::string("was not running");
   }
-  auto reply = named::read_line(conn->get(), buffer, clock::now() + std::chrono::seconds(30));
+  const auto deadline = clock::now() + std::chrono::seconds(30);
+  auto reply = named::read_line(conn->get(), buffer, deadline);
+  if (!reply && clock::now() >= deadline) {
+    return make_failure(errc::timeout, "the keeper of '" + std::string(name) + "' (pid " +
+                                           std::to_string(named::peer_pid(conn->get())) + ") did not answer in 30 s");
+  }
   if (!reply) return std::string("was not running");
   auto [what, rest] = split(*reply);
   auto r = named::parse_record(rest);

@@ -196,11 +196,14 @@ class server_environment : public ::testing::Environment {
 
 // testing::AddGlobalTestEnvironment(new server_environment(...)), typed. Call it before
 // RUN_ALL_TESTS (from main, or from a namespace-scope initializer).
+server_environment* add_server_environment(std::vector<server_spec> specs,
+                                           if_unavailable unavailable = if_unavailable::fail);
+
 // A named shared server for this test program, shared with every other process of the
 // run that asks for the same name (harness/named_server.hpp): the first caller starts it,
 // the others attach; it stops when the last of them ends (or after options.keep_warm).
-// Under gtest_discover_tests, where each TEST is a process, a server per run instead of
-// one per test:
+// Under gtest_discover_tests, where each TEST is a process, the processes share one
+// server instead of starting one each:
 //
 //   TEST(Orders, AreStored) {
 //     harness::named_server* db = harness::gtest::attach_named("db", redis_spec());
@@ -209,6 +212,10 @@ class server_environment : public ::testing::Environment {
 //     ...
 //   }
 //
+// The hold is this process's: under gtest_discover_tests, a server outlives one TEST
+// process only while another holds it. For one server per run whatever the order of the
+// tests, register it as a CTest fixture instead (harness_add_server_fixture: the ctest
+// run holds it, the tests read <NAME>_PORT), or give it options.keep_warm.
 // One hold per name per process, taken on first use and kept until the program exits;
 // later calls return the same server (the first call's spec counts). The listener
 // records harness.<name>.port/pid/log for each test after that, prints the server and
@@ -218,8 +225,5 @@ harness::named_server* attach_named(std::string name, server_spec spec,
                                     if_unavailable unavailable = if_unavailable::fail,
                                     named_options options = {},
                                     call_site where = {__builtin_FILE(), __builtin_LINE()});
-
-server_environment* add_server_environment(std::vector<server_spec> specs,
-                                           if_unavailable unavailable = if_unavailable::fail);
 
 }  // namespace harness::gtest

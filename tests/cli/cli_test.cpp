@@ -811,4 +811,111 @@ TEST(CliAcceptance, PythonHttpServerAndClient) {
   EXPECT_EQ(failing.status, exit_status::exited_with(5)) << failing;
 }
 
+// --- config files, scratch space, health commands, stop signals, several servers -------
+
+TEST(CliConfig, AFileTemplateCarriesThePortAndTheServerRunsInItsDir) {
+  const harness_test::temp_dir t("cli-file");
+  const auto tmpl = t.path() / "port.in";
+  { std::ofstream(tmpl) << "{port}"; }
+  const outcome o = run_cli(
+      {"run", "--file", "port.txt=" + tmpl.string(), "--cwd", "{dir}", "--keep-dir", "always", "--then",
+       "cat {dir}/port.txt; echo; cat {dir}/cwd; echo $HARNESS_PORT", "--", "/bin/sh", "-c",
+       "pwd > cwd; exec \"$0\" --port=\"$(cat port.txt)\"", fx});
+  ASSERT_EQ(o.status, exit_status::exited_with(0)) << o;
+  std::istringstream lines(o.out);
+  std::string port_line, dir, harness_port;
+  std::getline(lines, port_line);
+  std::getline(lines, dir);
+  std::getline(lines, harness_port);
+  EXPECT_EQ(port_line, harness_port) << o;
+  EXPECT_NE(dir.find("/scratch/"), std::string::npos) << o;
+  EXPECT_TRUE(std::filesystem::exists(std::filesystem::path(dir) / "port.txt")) << "--keep-dir always: " << dir;
+  std::filesystem::remove_all(dir);
+}
+
+TEST(CliConfig, StopSignalAndGrace) {
+  // The server ignores SIGTERM; --stop-signal INT ends it at once, within its grace.
+  const outcome o = run_cli({"run", "-v", "--stop-signal", "INT", "--grace", "5", "--then", "true", "--", fx,
+                             "--port={port}", "--ignore-sigterm"});
+  EXPECT_EQ(o.status, exit_status::exited_with(0)) << o;
+  EXPECT_TRUE(contains(o.err, "server killed by signal 2 (SIGINT)")) << o;
+  EXPECT_LT(o.took, 5s) << o;
+  const outcome sigterm = run_cli({"run", "-v", "--grace", "0.2", "--then", "true", "--", fx, "--port={port}",
+                                   "--ignore-sigterm"});
+  EXPECT_TRUE(contains(sigterm.err, "server killed by signal 9 (SIGKILL)")) << sigterm;
+}
+
+TEST(CliConfig, ACommandProbe) {
+  const outcome o = run_cli({"run", "--ready", "tcp", "--ready", "cmd:test -d {dir} && echo ok {port}", "--then",
+                             "true", "--", fx, "--port={port}"});
+  EXPECT_EQ(o.status, exit_status::exited_with(0)) << o;
+  const outcome never = run_cli({"run", "--timeout", "0.4", "--ready", "cmd:echo not yet; exit 3", "--", fx,
+                                 "--port={port}"});
+  EXPECT_EQ(never.status, exit_status::exited_with(3)) << never;
+  EXPECT_TRUE(contains(never.err, "(exited with status 3: not yet)")) << never;
+}
+
+TEST(CliConfig, TwoNamedServersInOneRun) {
+  const outcome o = run_cli({"run", "--name", "web", "--then",
+                             "echo web=$WEB_PORT/$WEB_HOST/$WEB_PID db=$DB_PORT first=$HARNESS_PORT", "--", fx,
+                             "--port={port}", "--and", "--name", "db", "--ready", "tcp", "--", fx, "--port={port}",
+                             "--print=second"});
+  ASSERT_EQ(o.status, exit_status::exited_with(0)) << o;
+  const std::string web = capture(o.out, R"(web=(\d+)/)");
+  const std::string db = capture(o.out, R"(db=(\d+))");
+  EXPECT_FALSE(web.empty()) << o;
+  EXPECT_FALSE(db.empty()) << o;
+  EXPECT_NE(web, db);
+  EXPECT_EQ(capture(o.out, R"(first=(\d+))"), web) << o;
+  EXPECT_TRUE(contains(o.out, "/127.0.0.1/")) << o;
+
+  // Without --then: every server's lines, until a signal.
+  harness::process held = spawn_cli({"run", "--name", "a", "--", fx, "--port={port}", "--and", "--name", "b-2", "--",
+                                     fx, "--port={port}"});
+  ASSERT_TRUE(held.output().wait_for_line("B_2_PID=", 20s)) << held.output().merged_report(20);
+  const std::string text = held.output().merged_report(20);
+  EXPECT_TRUE(contains(text, "HARNESS_PORT=")) << text;
+  EXPECT_TRUE(contains(text, "A_PORT=")) << text;
+  EXPECT_TRUE(contains(text, "B_2_PORT=")) << text;
+  ASSERT_TRUE(held.signal(SIGTERM));
+  ASSERT_TRUE(held.wait_for(20s));
+  EXPECT_EQ(held.stop(), exit_status::exited_with(0));
+}
+
+TEST(CliConfig, OneOfTwoServersDyingIsExit4AndNamesIt) {
+  const outcome o = run_cli({"run", "--name", "web", "--then", "kill -9 $DB_PID; sleep 0.2", "--", fx, "--port={port}",
+                             "--and", "--name", "db", "--", fx, "--port={port}"});
+  EXPECT_EQ(o.status, exit_status::exited_with(4)) << o;
+  EXPECT_TRUE(contains(o.err, "the server db exited on its own: killed by signal 9")) << o;
+}
+
+TEST(CliConfig, UsageErrorsOfTheNewOptions) {
+  const harness_test::temp_dir t("cli-usage");
+  struct bad {
+    std::vector<std::string> args;
+    std::string says;
+  };
+  const std::vector<bad> cases = {
+      {{"run", "--file", "x", "--", fx, "--port={port}"}, "NAME=TEMPLATE_PATH"},
+      {{"run", "--file", "x=" + (t.path() / "missing").string(), "--", fx, "--port={port}"}, "cannot read the template"},
+      {{"run", "--file", "../x=/etc/hostname", "--", fx, "--port={port}"}, "must be a relative file path"},
+      {{"run", "--stop-signal", "NOPE", "--", fx, "--port={port}"}, "is not a signal"},
+      {{"run", "--stop-signal", "99", "--", fx, "--port={port}"}, "is not a signal number"},
+      {{"run", "--grace", "-1", "--", fx, "--port={port}"}, "--grace"},
+      {{"run", "--keep-dir", "sometimes", "--", fx, "--port={port}"}, "--keep-dir"},
+      {{"run", "--ready", "cmd:", "--", fx, "--port={port}"}, "cmd: needs a command"},
+      {{"run", "--", fx, "--port={port}", "--and", "--", fx, "--port={port}"}, "--name"},
+      {{"run", "--name", "a", "--", fx, "--port={port}", "--and", "--name", "b"}, "no server command"},
+      {{"run", "--name", "a", "--", fx, "--port={port}", "--and", "--name", "A", "--", fx, "--port={port}"},
+       "two servers are called"},
+      {{"run", "--name", "a", "--", fx, "--port={port}", "--and", "--name", "b", "--bogus", "--", fx, "--port={port}"},
+       "server 2 (after --and)"},
+  };
+  for (const auto& c : cases) {
+    const outcome o = run_cli(c.args);
+    EXPECT_EQ(o.status, exit_status::exited_with(2)) << o;
+    EXPECT_TRUE(contains(o.err, c.says)) << "expected \"" << c.says << "\" in\n" << o;
+  }
+}
+
 }  // namespace

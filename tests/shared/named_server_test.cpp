@@ -28,6 +28,7 @@
 #include <nlohmann/json.hpp>
 
 #include "harness/detail/os/private_dir.hpp"
+#include "harness/detail/os/proc_fs.hpp"
 #include "harness/detail/shared/named_common.hpp"
 #include "harness/named_server.hpp"
 #include "harness/session.hpp"
@@ -115,9 +116,9 @@ bool port_listens(std::uint16_t port) {
 }
 
 std::filesystem::path servers_dir() {
-  auto d = harness::detail::state_dir();
+  auto d = harness::detail::named::servers_dir();
   if (!d) throw harness::error(d.error());
-  return *d / "servers";
+  return *d;
 }
 
 struct cli_result {
@@ -130,8 +131,9 @@ struct cli_result {
 // keeper it starts must outlive it). Output goes through files, so many can run at once.
 class cli_run {
  public:
-  explicit cli_run(std::vector<std::string> args) : dir_("named-cli") {
-    args.insert(args.begin(), HARNESS_CLI);
+  // The harness command with `args`, or (raw) `args` as a command line of its own.
+  explicit cli_run(std::vector<std::string> args, bool raw = false) : dir_("named-cli") {
+    if (!raw) args.insert(args.begin(), HARNESS_CLI);
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -139,9 +141,10 @@ class cli_run {
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 1, (dir_.path() / "out").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
     posix_spawn_file_actions_addopen(&fa, 2, (dir_.path() / "err").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    EXPECT_EQ(::posix_spawn(&pid_, HARNESS_CLI, &fa, nullptr, argv.data(), environ), 0);
+    EXPECT_EQ(::posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), environ), 0);
     posix_spawn_file_actions_destroy(&fa);
   }
+  [[nodiscard]] pid_t pid() const { return pid_; }
   cli_result wait() {
     int st = 0;
     while (::waitpid(pid_, &st, 0) < 0 && errno == EINTR) {
@@ -535,6 +538,17 @@ void reap(pid_t pid) {
   ::waitpid(pid, nullptr, 0);
 }
 
+// Kills and reaps the processes a test started, on every way out of it (an ASSERT too):
+// a `sleep` left behind would keep ctest's output pipe open.
+struct reaper {
+  std::vector<pid_t> pids;
+  ~reaper() {
+    for (pid_t p : pids) {
+      if (p > 0) reap(p);
+    }
+  }
+};
+
 TEST(NamedServerCli, PsWhoAndGcSayWhatRunsAndCleanOnlyWhatIsOurs) {
   const std::string name = unique("db");
   auto a = cli(start_args(name, name, ::getpid()));
@@ -576,11 +590,15 @@ TEST(NamedServerCli, PsWhoAndGcSayWhatRunsAndCleanOnlyWhatIsOurs) {
   const auto fake_dir = harness_test::temp_dir("named-gc");
   const auto fake = fake_dir.path() / "harness-supervisor";
   std::filesystem::copy_file("/bin/sleep", fake);
+  reaper started;
   const pid_t untagged = spawn_sleep({"sleep", "300"});
+  started.pids.push_back(untagged);
   const pid_t lookalike = spawn_sleep({fake.string(), "3", "999999"}, fake.c_str());
+  started.pids.push_back(lookalike);
   pid_t foreign = 0;
   if (::geteuid() == 0) {
     foreign = spawn_sleep({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sleep", "300"}, "setpriv");
+    started.pids.push_back(foreign);
   }
   // And a leftover of ours: the record of a keeper that was killed.
   const std::string stale = unique("stale");
@@ -609,9 +627,6 @@ TEST(NamedServerCli, PsWhoAndGcSayWhatRunsAndCleanOnlyWhatIsOurs) {
   }
   EXPECT_EQ(servers_with(name).size(), 1u);
   EXPECT_TRUE(session.running());
-  for (pid_t p : {untagged, lookalike, foreign}) {
-    if (p != 0) reap(p);
-  }
 
   auto stop = cli({"stop", "--name", name});
   EXPECT_EQ(stop.status, 0) << stop.err;
@@ -643,6 +658,92 @@ TEST(NamedServerCli, StartReportsUsageErrorsAndTheReleaseOfAHold) {
   EXPECT_NE(rel.err.find("nobody holds it now"), std::string::npos) << rel.err;
   EXPECT_TRUE(ends_within(keeper, 20s));
   EXPECT_TRUE(servers_with(name).empty());
+}
+
+TEST(NamedServerCli, AKeeperThatDoesNotAnswerIsATimeoutAndStartCanBeInterrupted) {
+  const std::string name = unique("db");
+  auto a = cli(start_args(name, name, ::getpid()));
+  ASSERT_EQ(a.status, 0) << a.err;
+  auto info = named_server::find(name);
+  ASSERT_TRUE(info && *info);
+  const int keeper = (*info)->keeper_pid;
+  ASSERT_EQ(::kill(keeper, SIGSTOP), 0);
+  struct resume {
+    int pid;
+    ~resume() { ::kill(pid, SIGCONT); }
+  } resume_keeper{keeper};
+
+  auto args = start_args(name, name, ::getpid());
+  args.insert(args.begin() + 1, {"--wait", "1"});
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = cli(args);
+  EXPECT_EQ(r.status, 3) << r.err;
+  EXPECT_NE(r.err.find("did not answer within 1000 ms"), std::string::npos) << r.err;
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 20s);
+  auto s = cli({"stop", "--name", name, "--wait", "1"});
+  EXPECT_EQ(s.status, 3) << s.err;
+  EXPECT_NE(s.err.find("(pid " + std::to_string(keeper) + ") did not answer"), std::string::npos) << s.err;
+
+  // A start that waits can be interrupted like any command.
+  auto waiting = start_args(name, name, ::getpid());
+  waiting.insert(waiting.begin() + 1, {"--wait", "60"});
+  cli_run run(waiting);
+  const auto started = std::chrono::steady_clock::now();
+  // Until it sleeps, waiting for the keeper's answer (bounded).
+  while (std::chrono::steady_clock::now() - started < 10s) {
+    auto st = harness::detail::procfs::read_stat(run.pid());
+    if (st && st->state == 'S' && std::chrono::steady_clock::now() - started > 100ms) break;
+    std::this_thread::sleep_for(10ms);  // polling another process's state
+  }
+  ::kill(run.pid(), SIGTERM);
+  const auto ended = run.wait();
+  EXPECT_EQ(ended.status, 128 + SIGTERM) << ended.err;
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 15s);
+
+  ::kill(keeper, SIGCONT);
+  EXPECT_EQ(cli({"stop", "--name", name}).status, 0);
+  EXPECT_TRUE(servers_with(name).empty());
+}
+
+TEST(NamedServerCli, TheDefaultHolderSurvivesASubshellAndBadHoldersAreRefused) {
+  const std::string name = unique("db");
+  // `P=$(harness start ...)`: the subshell that ran it ends at once; the hold is the
+  // script's, which then finds the server up.
+  const std::string script = "P=$(\"$0\" start --name " + name + " -- \"$1\" --port={port} --print=" + name +
+                             " | sed -n 's/^HARNESS_PORT=//p'); test -n \"$P\" || exit 5; "
+                             "exec 3<>/dev/tcp/127.0.0.1/$P && echo alive";
+  auto r = cli_run({"/bin/bash", "-c", script, HARNESS_CLI, fixture_server()}, true).wait();
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "alive\n") << r.err;
+  // The script has ended: so has its hold.
+  auto left = named_server::find(name);
+  ASSERT_TRUE(left);
+  if (left->has_value()) {
+    EXPECT_TRUE(ends_within((*left)->keeper_pid, 20s));
+  }
+  EXPECT_TRUE(servers_with(name).empty());
+
+  for (const std::string pid : {"1", "2"}) {
+    auto bad = cli(start_args(name, name, std::stoi(pid)));
+    EXPECT_EQ(bad.status, 2) << bad.err;
+    EXPECT_NE(bad.err.find("hold_for: "), std::string::npos) << bad.err;
+  }
+  EXPECT_TRUE(servers_with(name).empty());
+}
+
+TEST(NamedServerCli, TheKeeperKeepsNoneOfItsCallersPipes) {
+  const std::string name = unique("db");
+  // A pipeline ends when the command in it has, even though the server lives on.
+  const std::string script = "{ \"$0\" start --name " + name + " --hold-for " + std::to_string(::getpid()) +
+                             " -- \"$1\" --port={port} --print=" + name + " >/dev/null 2>&1; echo started; } 5>&1 7>&2 | cat";
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = cli_run({"/bin/sh", "-c", script, HARNESS_CLI, fixture_server()}, true).wait();
+  EXPECT_EQ(r.out, "started\n");
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 15s);
+  EXPECT_EQ(servers_with(name).size(), 1u);
+  auto info = named_server::find(name);
+  ASSERT_TRUE(info && *info);
+  EXPECT_TRUE(*named_server::stop(name));
 }
 
 // A CMake project (no compiler needed) whose tests use harness_add_server_fixture().

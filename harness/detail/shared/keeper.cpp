@@ -1,5 +1,6 @@
 #include "harness/detail/shared/keeper.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -7,6 +8,8 @@
 #include <sys/file.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -95,13 +98,20 @@ class keeper {
     rec_.endpoint = spec_.port.host.find(':') != std::string::npos
                         ? "[" + spec_.port.host + "]:" + std::to_string(rec_.port)
                         : spec_.port.host + ":" + std::to_string(rec_.port);
-    save();
+    if (!save()) return unwritable();
     return {};
+  }
+
+  // A server nobody could find is worse than none.
+  failure unwritable() const {
+    return make_failure(errc::unsafe_state_dir,
+                        "cannot write the record " + named::record_path(dir_, name_).string() +
+                            " (it must be a regular file of ours, or absent)");
   }
 
   result<void> start() {
     rec_.phase = "starting";
-    save();
+    if (!save()) return unwritable();
     server_spec spec = spec_;
     if (reserved_) {
       // The reserved port, and no other: the tests were told it.
@@ -134,7 +144,7 @@ class keeper {
 
   // Adds a hold; false when the process is not (or no longer) the one named.
   bool add_hold(pid_t pid, std::uint64_t start) {
-    if (!named::alive(pid, start)) return false;
+    if (named::holder_problem(pid) || !named::alive(pid, start)) return false;
     for (auto& h : holders_) {
       if (h.pid == pid && h.start == start) {
         ++h.holds;
@@ -232,8 +242,17 @@ class keeper {
     }
   }
 
-  void fail_cleanup() {
-    ::unlink(named::record_path(dir_, name_).c_str());
+  void fail_cleanup() { remove_record(); }
+
+  // Our record only: never one another keeper wrote meanwhile.
+  void remove_record() {
+    named::record r;
+    const auto path = named::record_path(dir_, name_);
+    const auto state = named::read_record(path, r);
+    if (state == named::record_state::ok && (r.keeper_pid != rec_.keeper_pid || r.keeper_start != rec_.keeper_start)) {
+      return;
+    }
+    ::unlink(path.c_str());
   }
 
  private:
@@ -244,8 +263,10 @@ class keeper {
     return true;
   }
 
-  void save() {
-    if (!named::write_record(named::record_path(dir_, name_), rec_)) say("cannot write the record");
+  bool save() {
+    if (named::write_record(named::record_path(dir_, name_), rec_)) return true;
+    say("cannot write the record " + named::record_path(dir_, name_).string());
+    return false;
   }
 
   void accept_all() {
@@ -303,8 +324,10 @@ class keeper {
       if (want_stop_ && forced_) return reply("stopping");
       if (rec_.fingerprint != fp) return reply("mismatch " + named::to_json(rec_));
       if (!add_hold(static_cast<pid_t>(pid), since)) {
-        return reply("failed " + failure_to_json(make_failure(errc::invalid_argument,
-                                                              "process " + std::to_string(pid) + " is gone")));
+        const auto problem = named::holder_problem(static_cast<pid_t>(pid));
+        return reply("failed " + failure_to_json(make_failure(
+                                     errc::invalid_argument,
+                                     "hold_for: " + problem.value_or("process " + std::to_string(pid) + " is gone"))));
       }
       idle_deadline_.reset();
       want_stop_ = false;
@@ -381,7 +404,7 @@ class keeper {
     }
     session_.reset();
     reserved_.release();
-    if (!keep_record_) ::unlink(named::record_path(dir_, name_).c_str());
+    if (!keep_record_) remove_record();
     listener_.reset();  // the name is free from here
     conns_.clear();     // waiters see EOF: the stop is over
     stopped_ = true;
@@ -407,6 +430,22 @@ class keeper {
   bool stopped_ = false;
 };
 
+// Closes every descriptor from `first` on (close_range, else what /proc/self/fd lists).
+void close_from(int first) {
+#ifdef SYS_close_range
+  if (::syscall(SYS_close_range, static_cast<unsigned>(first), ~0U, 0U) == 0) return;
+#endif
+  std::vector<int> open;
+  if (DIR* d = ::opendir("/proc/self/fd")) {
+    while (dirent* e = ::readdir(d)) {
+      const int fd = std::atoi(e->d_name);
+      if (fd >= first && fd != ::dirfd(d)) open.push_back(fd);
+    }
+    ::closedir(d);
+  }
+  for (int fd : open) ::close(fd);
+}
+
 }  // namespace
 
 int keeper_main(int argc, char** argv) {
@@ -420,7 +459,11 @@ int keeper_main(int argc, char** argv) {
     std::fprintf(stderr, "harness-keeper: bad control fd '%s'\n", argv[1]);
     return 2;
   }
-  unique_fd control(static_cast<int>(cfd));
+  // Nothing of the caller's but the control socket: an inherited pipe kept open for the
+  // server's whole life would hang whoever reads it (a `| cat`, a CI log, make's jobserver).
+  if (cfd != 3 && ::dup2(static_cast<int>(cfd), 3) < 0) return 1;
+  close_from(4);
+  unique_fd control(3);
   ::fcntl(control.get(), F_SETFD, FD_CLOEXEC);
   // Detach: the caller reaps this process at once; the child lives on in a session of
   // its own.
@@ -471,11 +514,14 @@ int keeper_main(int argc, char** argv) {
     unique_fd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
     unique_fd log(::open(named::keeper_log_path(dir, name).c_str(),
                          O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600));
+    struct stat st {};
+    if (log && (::fstat(log.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1)) log.reset();
     if (null) {
       ::dup2(null.get(), 0);
       ::dup2(null.get(), 1);
     }
-    if (log) ::dup2(log.get(), 2);
+    // Never the caller's stderr: a log we cannot use means no messages.
+    ::dup2(log ? log.get() : null.get(), 2);
   }
   unique_fd lock = named::open_lock(named::lock_path(dir, name));
   unique_fd listener = named::listen_keeper(named::socket_name(dir, name));

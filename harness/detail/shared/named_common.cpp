@@ -27,13 +27,44 @@ using json = nlohmann::ordered_json;
 
 bool valid_name(std::string_view name) {
   if (name.empty() || name.size() > 64 || name[0] == '.' || name[0] == '-') return false;
+  // Not a name that reads like one of a name's files ("x.json" would own "x.json.json").
+  for (std::string_view suffix : {".json", ".lock", ".log"}) {
+    if (name.size() >= suffix.size() && name.substr(name.size() - suffix.size()) == suffix) return false;
+  }
+  if (name.find(".json.tmp") != std::string_view::npos) return false;
   return std::all_of(name.begin(), name.end(), [](unsigned char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
            c == '_' || c == '-';
   });
 }
 
-result<std::filesystem::path> servers_dir() { return state_subdir("servers"); }
+result<std::filesystem::path> servers_dir() {
+  // A name is one server per network namespace (its port, and the keeper's abstract
+  // socket, belong to one): each namespace has a directory of its own.
+  auto dir = state_subdir("servers");
+  if (!dir) return dir;
+  struct stat st {};
+  const std::string ns = ::stat("/proc/self/ns/net", &st) == 0 ? std::to_string(st.st_ino) : "unknown";
+  const std::filesystem::path sub = *dir / ("net-" + ns);
+  if (auto ok = ensure_private_dir(sub); !ok) return std::move(ok).error();
+  return sub;
+}
+
+std::optional<std::string> holder_problem(pid_t pid) {
+  if (pid <= 1) return "pid " + std::to_string(pid) + " never ends: the server would outlive every run";
+  auto st = procfs::read_stat(pid);
+  if (!st || st->state == 'Z' || st->state == 'X') return "process " + std::to_string(pid) + " is not running";
+  if (pid == 2 || st->ppid == 2) return "pid " + std::to_string(pid) + " is a kernel thread";
+  auto uid = procfs::owner(pid);
+  if (!uid || *uid != ::getuid()) return "process " + std::to_string(pid) + " belongs to another user";
+  return std::nullopt;
+}
+
+pid_t peer_pid(int fd) {
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  return ::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 ? cred.pid : 0;
+}
 
 std::filesystem::path lock_path(const std::filesystem::path& dir, std::string_view name) {
   return dir / (std::string(name) + ".lock");
@@ -198,7 +229,10 @@ result<unique_fd> connect_keeper(const std::string& socket) {
   } while (rc != 0 && errno == EINTR);
   if (rc != 0) {
     if (errno == ECONNREFUSED || errno == ENOENT) return unique_fd();
-    if (errno == EAGAIN) return unique_fd();  // a full backlog of a keeper about to go
+    if (errno == EAGAIN) {
+      // A full backlog: the keeper lives but does not accept (stopped, wedged).
+      return make_failure(errc::timeout, "the keeper's socket (@" + socket + ") accepts no connection");
+    }
     return make_system_failure(errno, "connect to the keeper of a shared server");
   }
   ucred cred{};

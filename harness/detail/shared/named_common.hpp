@@ -2,7 +2,7 @@
 // (keeper.cpp) share: where its files are, the keeper's socket, the record, and the
 // line protocol between them.
 //
-// Per name, in <state dir>/servers/:
+// Per name, in <state dir>/servers/net-<netns inode>/:
 //   <name>.lock   flock'ed by whoever decides: a caller while it starts or attaches
 //                 (so the next caller waits, then sees the result: double-check), the
 //                 keeper for its whole stop (so nobody starts or attaches meanwhile).
@@ -38,10 +38,19 @@
 
 namespace harness::detail::named {
 
-// A valid name: 1-64 of [A-Za-z0-9._-], not starting with '.' or '-'.
+// A valid name: 1-64 of [A-Za-z0-9._-], not starting with '.' or '-', not ending in
+// .json, .lock or .log.
 bool valid_name(std::string_view name);
 
+// <state dir>/servers/net-<network namespace inode>: a name is one server per network
+// namespace.
 result<std::filesystem::path> servers_dir();
+
+// Why `pid` cannot hold a server (pid 1 and kernel threads never end, another user's
+// process is not ours to track), or nullopt when it can.
+std::optional<std::string> holder_problem(pid_t pid);
+// The pid at the other end of a unix socket (0 when unknown).
+pid_t peer_pid(int fd);
 std::filesystem::path lock_path(const std::filesystem::path& dir, std::string_view name);
 std::filesystem::path record_path(const std::filesystem::path& dir, std::string_view name);
 std::filesystem::path keeper_log_path(const std::filesystem::path& dir, std::string_view name);
