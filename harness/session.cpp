@@ -570,8 +570,10 @@ result<session> session::try_start(server_spec spec) {
     const bool is_report = !f.detail.empty() && f.detail.back() == '\n';
     if (is_report && !s->attempts.empty()) f.detail += "  attempts:\n" + format_attempts(s->attempts, "    ");
     s->proc.stop();
-    s->start_failed = true;
-    if (!s->dir.empty() && !is_report) f.detail += " (scratch directory: " + s->dir.string() + ")";
+    // Kept for a post-mortem only when something ran: not when the program is missing.
+    s->start_failed = f.code != errc::program_not_found && f.code != errc::program_not_executable &&
+                      f.code != errc::program_is_directory;
+    if (!s->dir.empty() && !is_report && s->start_failed) f.detail += " (scratch directory: " + s->dir.string() + ")";
     return f;
   }
   s->port = *ok;

@@ -83,6 +83,17 @@ TEST(ScratchDir, KeptWhenTheStartFailsWhenAskedAndByPolicy) {
   EXPECT_TRUE(fs::exists(kept / "conf")) << kept;
   fs::remove_all(kept);
 
+  // A program that is not there ran nothing: nothing to look at afterwards.
+  {
+    const harness_test::temp_dir parent("scratch-parent");
+    auto missing = session::try_start({.command = {"/nonexistent/server", "--port={port}"},
+                                       .files = {{"conf", "port {port}\n"}},
+                                       .scratch = {.parent = parent.path()}});
+    ASSERT_FALSE(missing);
+    EXPECT_EQ(missing.error().code, errc::program_not_found);
+    EXPECT_TRUE(fs::is_empty(parent.path())) << "no directory kept for a program that is not there";
+  }
+
   fs::path asked, always, never_dir;
   {
     session s = session::start({.command = {fixture_server(), "--port={port}"}, .scratch = {.create = true}});
