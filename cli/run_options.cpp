@@ -222,8 +222,12 @@ CLI::App* add_run_command(CLI::App& app, run_args& a) {
   run->footer(
       "The server command goes after '--': " + std::string(run_usage) +
       "\n"
-      "{port} and {host} are replaced in ARGS, --env values and --then ({{port}} is a\n"
-      "literal {port}).\n"
+      "{port} and {host} are replaced in ARGS, --env values, --file templates and --then\n"
+      "({{port}} is a literal {port}); {dir}, the server's private scratch directory, too.\n"
+      "\n"
+      "Several servers: ... -- SERVER1 ARGS --and [OPTIONS] --name NAME -- SERVER2 ARGS\n"
+      "(each with --name; --then and -v go before the first '--'); the --then client gets\n"
+      "<NAME>_PORT, <NAME>_HOST and <NAME>_PID of each.\n"
       "\n"
       "Without --then, once the server is ready the command prints\n"
       "  HARNESS_PORT=<port>\n"
@@ -242,7 +246,11 @@ CLI::App* add_run_command(CLI::App& app, run_args& a) {
       "  harness run --then 'curl -fsS http://{host}:{port}/' -- python3 -m http.server {port}\n"
       "  harness run --ready http:/health:204 -- my-server --listen={host}:{port}\n"
       "  harness run --mode announce --port-from 'port (\\d+)' -- my-server --port=0\n"
-      "  harness run --mode inherit --ready http:/ -- my-socket-activated-server");
+      "  harness run --mode inherit --ready http:/ -- my-socket-activated-server\n"
+      "  harness run --file nginx.conf=nginx.conf.in --ready http:/health --stop-signal QUIT \\\n"
+      "      -- nginx -p {dir} -c {dir}/nginx.conf -e stderr\n"
+      "  harness run --name web --then 'client $WEB_PORT $DB_PORT' -- my-server {port} \\\n"
+      "      --and --name db --ready redis -- redis-server --port {port}");
   return run;
 }
 

@@ -230,8 +230,8 @@ std::string substitute_placeholders(std::string_view text, std::string_view host
 bool uses_dir_placeholder(const server_spec& spec);
 // True when `text` uses {port} (the escaped "{{port}}" does not count).
 bool uses_port_placeholder(std::string_view text);
-// True when the spec's command or one of its env values uses {port}: what makes
-// port_mode::automatic choose lease mode.
+// True when the spec's command, one of its env values or one of its files uses {port}:
+// what makes port_mode::automatic choose lease mode.
 bool uses_port_placeholder(const server_spec& spec);
 
 // Starts every spec at once and waits for all. The results are in spec order; a
