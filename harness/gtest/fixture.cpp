@@ -217,9 +217,12 @@ bool is_unavailable(const failure& f) {
 server_test::~server_test() {
   // Newest first; snapshot each for the listener (its last look at a fixture's server),
   // stop it and judge how it ended, at the line that started it.
+  // A failed test keeps its servers' scratch directories ({dir}) for the post-mortem.
+  const bool failed = ::testing::Test::HasFailure();
   while (!servers_.empty()) {
     auto& s = *servers_.back();
     note(s);
+    if (failed) s.keep_dir();
     s.stop();
     note(s);
     judge_stopped(s, &sites_.back(), "the server " + s.name() + " started here did not end as expected");
@@ -350,6 +353,10 @@ std::optional<exit_status> shared_server::stop() {
   withdraw();
   failure_.reset();
   if (!session_) return std::nullopt;
+  // Kept when a test of the suite (or the program) failed: the directory may explain it.
+  const auto* unit = ::testing::UnitTest::GetInstance();
+  const auto* suite = unit->current_test_suite();
+  if ((suite != nullptr && suite->Failed()) || (suite == nullptr && unit->Failed())) session_->keep_dir();
   const exit_status status = session_->stop();
   // In TearDownTestSuite (or Environment::TearDown) a failure is the suite's (the
   // program's); an unexpected exit already failed the test during which it happened.

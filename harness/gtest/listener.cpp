@@ -329,6 +329,7 @@ std::string format_report(const std::string& test_name, const std::vector<sessio
       out += "      output:   last " + plural(n, "line", "lines") + " of stdout and stderr\n" + tail;
     }
     out += "      log:      " + (s.log.empty() ? std::string("(none)") : s.log.string()) + "\n";
+    if (!s.dir.empty()) out += "      dir:      " + s.dir.string() + "\n";
   }
   return out;
 }

@@ -12,6 +12,8 @@
 #include <cerrno>
 #include <chrono>
 #include <filesystem>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <optional>
 #include <regex>
@@ -160,6 +162,17 @@ TEST_F(GtestLayerEndToEnd, FailingProgramPrintsTheServersOfEachFailedTest) {
   EXPECT_THAT(block, HasSubstr("        err| e2e-stderr: first line\n"
                                "        err| e2e-stderr: second line\n"));
   EXPECT_THAT(block, HasSubstr("      log:      " + s.log + "\n"));
+  // The failed test's scratch directory is kept, and named.
+  if (const auto at = block.find("      dir:      "); at != std::string::npos) {
+    const std::filesystem::path dir = block.substr(at + 16, block.find('\n', at) - at - 16);
+    std::ifstream conf(dir / "e2e.conf");
+    std::string line;
+    EXPECT_TRUE(std::getline(conf, line)) << dir;
+    EXPECT_EQ(line, "port " + s.port);
+    std::filesystem::remove_all(dir);
+  } else {
+    ADD_FAILURE() << "no dir line in\n" << block;
+  }
   // After the failed assertion, before gtest's verdict on the test.
   EXPECT_LT(r.out.find("failing on purpose"), report);
   EXPECT_EQ(r.out.find("[  FAILED  ] Failing.ServerPrintsThenAnAssertionFails (", report),

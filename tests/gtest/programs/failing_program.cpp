@@ -34,7 +34,8 @@ TEST_F(Failing, ServerPrintsThenAnAssertionFails) {
   harness::session* s = start_server(
       {.command = fx({"--eprint=e2e-stderr: first line", "--eprint=e2e-stderr: second line", "--port={port}"}),
        .ready = {.probes = {probe::log("e2e-stderr: second line"), probe::tcp()}},
-       .name = "e2e-server"});
+       .name = "e2e-server",
+       .files = {{"e2e.conf", "port {port}\n"}}});  // a scratch directory, kept: the test fails
   ASSERT_NE(s, nullptr);
   facts("single", *s);
   EXPECT_EQ(1 + 1, 3) << "failing on purpose";
