@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <optional>
@@ -22,6 +23,7 @@
 #include "harness/detail/os/proc_net.hpp"
 #include "harness/detail/os/proc_tree.hpp"
 #include "harness/detail/proc/spawn_posix.hpp"
+#include "harness/detail/shared/named_common.hpp"
 #include "harness/lease.hpp"
 #include "harness/named_server.hpp"
 
@@ -444,12 +446,21 @@ int who_command(const who_args& a) {
   const auto holders = procnet::listening_holders(port, &uids);
   const auto sups = our_supervisors(false);
   json out = {{"port", port}, {"listeners", json::array()}, {"lease", json()}};
+  std::vector<harness::named_info> named;
+  if (auto list = harness::named_server::list()) named = std::move(*list);
   for (const auto& h : holders) {
-    // Ours when it is below a supervisor of ours.
+    // Ours when it is below a supervisor of ours; a named server's when that
+    // supervisor's runner is its keeper.
     json owner;
     for (const auto& s : sups) {
       if (proctree::is_below(h.pid, s.pid) == 1) {
         owner = {{"supervisor", s.pid}, {"runner", s.runner}, {"runner_name", program_name(s.runner)}};
+        for (const auto& n : named) {
+          if (!n.stale && n.keeper_pid == s.runner) {
+            owner["shared_server"] = n.name;
+            owner["holders"] = n.users;
+          }
+        }
         break;
       }
     }
@@ -479,7 +490,13 @@ int who_command(const who_args& a) {
   for (const auto& l : out["listeners"]) {
     std::cout << "port " << port << ": pid " << l["pid"].get<int>() << " (" << printable(l["name"].get<std::string>())
               << ", user " << l["user"].get<std::string>() << ")";
-    if (l["ours"].get<bool>()) {
+    if (l["ours"].get<bool>() && l["owner"].contains("shared_server")) {
+      std::cout << ", ours: the shared server '" << l["owner"]["shared_server"].get<std::string>() << "' (keeper pid "
+                << l["owner"]["runner"].get<int>() << ", held by";
+      for (const auto& u : l["owner"]["holders"]) std::cout << " " << u.get<int>();
+      if (l["owner"]["holders"].empty()) std::cout << " nobody: kept warm";
+      std::cout << ")";
+    } else if (l["ours"].get<bool>()) {
       std::cout << ", ours: started by pid " << l["owner"]["runner"].get<int>() << " ("
                 << printable(l["owner"]["runner_name"].get<std::string>()) << ")";
     } else {
@@ -510,6 +527,24 @@ int gc_command(const gc_args& a) {
   } else {
     std::cerr << "harness: " << named.error().message() << "\n";
     return exit_code::start_failed;
+  }
+  // Keeper logs of names that have no server and no record any more, older than a day
+  // (a fresh one may explain a start that just failed).
+  if (auto dir = harness::detail::named::servers_dir()) {
+    std::error_code ec;
+    const auto now = std::filesystem::file_time_type::clock::now();
+    for (const auto& entry : std::filesystem::directory_iterator(*dir, ec)) {
+      const auto path = entry.path();
+      if (path.extension() != ".log" || !entry.is_regular_file(ec)) continue;
+      const std::string name = path.stem().string();
+      if (!harness::detail::named::valid_name(name) || std::filesystem::exists(*dir / (name + ".json"), ec)) continue;
+      const auto age = now - std::filesystem::last_write_time(path, ec);
+      if (ec || age < std::chrono::hours(24)) continue;
+      if (auto live = harness::named_server::find(name); !live || live->has_value()) continue;
+      ++actions;
+      std::cout << verb << "remove the old log of the shared server '" << name << "' (" << path.string() << ")\n";
+      if (!a.dry_run) std::filesystem::remove(path, ec);
+    }
   }
   // Supervisors of ours (exactly our program, our uid) whose runner is gone: stop them
   // and their trees. SIGTERM makes a supervisor stop its tree with its stop steps.

@@ -371,7 +371,7 @@ result<std::vector<named_info>> named_server::list() {
     } else {
       i.name = name;
       // Unreadable: being written while its lock is held, a leftover otherwise.
-      i.phase = named::lock_is_held(named::lock_path(*dir, name)) ? "starting" : "corrupt";
+      i.phase = named::lock_is_held(named::lock_path(*dir, name)) ? "busy" : "corrupt";
       i.stale = i.phase == "corrupt";
     }
     out.push_back(std::move(i));

@@ -51,7 +51,8 @@ struct named_options {
 // What the record of a named server says (named_server::list(), `harness ps`).
 struct named_info {
   std::string name{};
-  std::string phase{};      // reserved, starting, ready, stopping, exited
+  std::string phase{};      // reserved, starting, ready, stopping, exited; busy (its record is
+                            // being written under the lock) or corrupt (a leftover) when unreadable
   bool stale = false;       // its keeper is gone: the record is a leftover
   int pid = 0;              // the server's process (0 before the start)
   int keeper_pid = 0;

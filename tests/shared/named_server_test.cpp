@@ -352,7 +352,7 @@ TEST(NamedServer, EmptyTruncatedOrCorruptRecordsAreStaleUnlessTheirLockIsHeld) {
       ASSERT_TRUE(busy);
       auto b = std::find_if(busy->begin(), busy->end(), [&](const auto& i) { return i.name == name; });
       ASSERT_NE(b, busy->end());
-      EXPECT_EQ(b->phase, "starting");
+      EXPECT_EQ(b->phase, "busy");
       EXPECT_FALSE(b->stale);
       ::close(lock);
     }
@@ -582,8 +582,11 @@ TEST(NamedServerCli, PsWhoAndGcSayWhatRunsAndCleanOnlyWhatIsOurs) {
   auto who = cli({"who", port});
   EXPECT_EQ(who.status, 0) << who.err;
   EXPECT_NE(who.out.find("pid " + pid + " (fixture-server"), std::string::npos) << who.out;
-  EXPECT_NE(who.out.find("ours: started by pid"), std::string::npos) << who.out;
-  EXPECT_NE(who.out.find("harness-keeper"), std::string::npos) << who.out;
+  EXPECT_NE(who.out.find("ours: the shared server '" + name + "' (keeper pid "), std::string::npos) << who.out;
+  EXPECT_NE(who.out.find("held by " + std::to_string(::getpid()) + ")"), std::string::npos) << who.out;
+  auto who_session = cli({"who", std::to_string(session.port())});
+  EXPECT_NE(who_session.out.find("ours: started by pid " + std::to_string(::getpid())), std::string::npos)
+      << who_session.out;
 
   // Next to it: a process we started ourselves, one named like a supervisor whose
   // "runner" is long gone, and (as root) a process of another user.
@@ -610,6 +613,13 @@ TEST(NamedServerCli, PsWhoAndGcSayWhatRunsAndCleanOnlyWhatIsOurs) {
   s.value().keep_hold();
   ASSERT_TRUE(std::filesystem::exists(servers_dir() / (stale + ".json")));
 
+  // An old keeper log of a name with no server: gc removes it; a fresh one stays.
+  const auto old_log = servers_dir() / (unique("old") + ".log");
+  const auto new_log = servers_dir() / (unique("new") + ".log");
+  { std::ofstream(old_log) << "old\n"; }
+  { std::ofstream(new_log) << "new\n"; }
+  std::filesystem::last_write_time(old_log, std::filesystem::file_time_type::clock::now() - std::chrono::hours(48));
+
   auto dry = cli({"gc", "--dry-run"});
   EXPECT_EQ(dry.status, 0) << dry.err;
   EXPECT_NE(dry.out.find("would remove the stale record of the shared server '" + stale + "'"), std::string::npos)
@@ -619,6 +629,9 @@ TEST(NamedServerCli, PsWhoAndGcSayWhatRunsAndCleanOnlyWhatIsOurs) {
   EXPECT_EQ(gc.status, 0) << gc.err;
   EXPECT_NE(gc.out.find("remove the stale record of the shared server '" + stale + "'"), std::string::npos) << gc.out;
   EXPECT_FALSE(std::filesystem::exists(servers_dir() / (stale + ".json")));
+  EXPECT_NE(gc.out.find("remove the old log of the shared server"), std::string::npos) << gc.out;
+  EXPECT_FALSE(std::filesystem::exists(old_log));
+  EXPECT_TRUE(std::filesystem::exists(new_log));
   EXPECT_EQ(gc.out.find("'" + name + "'"), std::string::npos) << "a live server is not a leftover:\n" << gc.out;
   EXPECT_TRUE(alive(untagged));
   EXPECT_TRUE(alive(lookalike));
