@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "exit_codes.hpp"
+#include "text.hpp"
 #include "harness/detail/os/proc_fs.hpp"
 #include "harness/detail/os/proc_net.hpp"
 #include "harness/detail/os/proc_tree.hpp"
@@ -92,38 +93,7 @@ std::string command_text(pid_t pid) {
   return text.substr(0, 300);
 }
 
-// Control characters as \xNN, so that a server's command cannot drive the terminal.
-std::string printable(std::string_view text) {
-  std::string out;
-  for (const char c : text) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u == 0x7f) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", u);
-      out += buf;
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
 
-std::string age_text(std::int64_t seconds) {
-  if (seconds < 0) return "-";
-  char buf[32];
-  if (seconds < 60) {
-    std::snprintf(buf, sizeof buf, "%llds", static_cast<long long>(seconds));
-  } else if (seconds < 3600) {
-    std::snprintf(buf, sizeof buf, "%lldm%02llds", static_cast<long long>(seconds / 60), static_cast<long long>(seconds % 60));
-  } else if (seconds < 86400) {
-    std::snprintf(buf, sizeof buf, "%lldh%02lldm", static_cast<long long>(seconds / 3600),
-                  static_cast<long long>(seconds % 3600 / 60));
-  } else {
-    std::snprintf(buf, sizeof buf, "%lldd%02lldh", static_cast<long long>(seconds / 86400),
-                  static_cast<long long>(seconds % 86400 / 3600));
-  }
-  return buf;
-}
 
 // Seconds since a process started (-1 when gone).
 std::int64_t process_age(pid_t pid) {

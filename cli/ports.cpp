@@ -10,45 +10,13 @@
 #include <nlohmann/json.hpp>
 
 #include "exit_codes.hpp"
+#include "text.hpp"
 #include "harness/lease.hpp"
 
 namespace harness_cli {
 namespace {
 
-// "42s", "3m05s", "2h07m", "4d03h".
-std::string age_text(std::int64_t seconds) {
-  char buf[32];
-  if (seconds < 60) {
-    std::snprintf(buf, sizeof buf, "%llds", static_cast<long long>(seconds));
-  } else if (seconds < 3600) {
-    std::snprintf(buf, sizeof buf, "%lldm%02llds", static_cast<long long>(seconds / 60),
-                  static_cast<long long>(seconds % 60));
-  } else if (seconds < 86400) {
-    std::snprintf(buf, sizeof buf, "%lldh%02lldm", static_cast<long long>(seconds / 3600),
-                  static_cast<long long>(seconds % 3600 / 60));
-  } else {
-    std::snprintf(buf, sizeof buf, "%lldd%02lldh", static_cast<long long>(seconds / 86400),
-                  static_cast<long long>(seconds % 86400 / 3600));
-  }
-  return buf;
-}
 
-// The note as text a terminal shows as it is: control characters (an escape sequence
-// in a server's command line would otherwise reach the terminal) become \xNN.
-std::string printable(std::string_view text) {
-  std::string out;
-  for (const char c : text) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u == 0x7f) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", u);
-      out += buf;
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
 
 }  // namespace
 
