@@ -1,5 +1,5 @@
 // Private: what a named shared server's client (named_server.cpp) and its keeper
-// (keeper.cpp) share: where its files are, the keeper's socket, the record, and the
+// (tools/keeper/keeper.cpp) share: where its files are, the keeper's socket, the record, and the
 // line protocol between them.
 //
 // Per name, in <state dir>/servers/net-<netns inode>/:

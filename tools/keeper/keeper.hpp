@@ -1,4 +1,4 @@
-// Private: the keeper of a named shared server (the harness-keeper program's main).
+// The keeper of a named shared server: the harness-keeper program (tools/keeper/).
 //
 // Started by the first caller (named_server.cpp) as `harness-keeper CONTROL_FD`. It
 // forks once (the caller reaps the first process at once; the second is nobody's

@@ -1,4 +1,4 @@
-#include "harness/detail/shared/keeper.hpp"
+#include "keeper.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>
