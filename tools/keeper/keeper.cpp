@@ -28,6 +28,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "harness/detail/shared/json_number.hpp"
+
 #include "harness/detail/lease_offer.hpp"
 #include "harness/detail/os/pidfd.hpp"
 #include "harness/detail/os/unique_fd.hpp"
@@ -496,9 +498,9 @@ int keeper_main(int argc, char** argv) {
     name = j.at("name").get<std::string>();
     dir = j.at("dir").get<std::string>();
     fp = j.at("fingerprint").get<std::string>();
-    if (!j.at("keep_warm_ms").is_null()) keep_warm = j.at("keep_warm_ms").get<std::int64_t>();
-    holder_pid = j.at("holder_pid").get<pid_t>();
-    holder_start = j.at("holder_start").get<std::uint64_t>();
+    if (!j.at("keep_warm_ms").is_null()) keep_warm = json_integer<std::int64_t>(j.at("keep_warm_ms"));
+    holder_pid = json_integer<pid_t>(j.at("holder_pid"));
+    holder_start = json_integer<std::uint64_t>(j.at("holder_start"));
     reserve = j.at("reserve").get<bool>();
     spec = spec_from_json(j.at("spec").get<std::string>());
   } catch (const std::exception& e) {

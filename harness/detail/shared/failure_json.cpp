@@ -4,6 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "harness/detail/shared/json_number.hpp"
+
 namespace harness::detail {
 
 std::string failure_to_json(const failure& f) {
@@ -19,7 +21,7 @@ failure failure_from_json(std::string_view text) {
   try {
     const auto j = nlohmann::json::parse(text);
     const std::string category = j.at("category").get<std::string>();
-    const int code = j.at("code").get<int>();
+    const int code = json_integer<int>(j.at("code"));
     std::string detail = j.at("detail").get<std::string>();
     if (category == "harness") return failure{std::error_code(code, harness_category()), std::move(detail)};
     if (category == "system") return failure{std::error_code(code, std::system_category()), std::move(detail)};

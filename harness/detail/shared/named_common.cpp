@@ -17,6 +17,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "harness/detail/shared/json_number.hpp"
+
 #include "harness/detail/os/private_dir.hpp"
 #include "harness/detail/os/proc_fs.hpp"
 #include "harness/detail/shared/spec_json.hpp"
@@ -113,21 +115,21 @@ std::optional<record> parse_record(std::string_view text) {
     record r;
     r.name = j.at("name").get<std::string>();
     r.phase = j.at("phase").get<std::string>();
-    r.keeper_pid = j.at("keeper_pid").get<pid_t>();
-    r.keeper_start = j.at("keeper_start").get<std::uint64_t>();
-    r.pid = j.at("pid").get<pid_t>();
+    r.keeper_pid = json_integer<pid_t>(j.at("keeper_pid"));
+    r.keeper_start = json_integer<std::uint64_t>(j.at("keeper_start"));
+    r.pid = json_integer<pid_t>(j.at("pid"));
     r.host = j.at("host").get<std::string>();
-    r.port = j.at("port").get<std::uint16_t>();
+    r.port = json_integer<std::uint16_t>(j.at("port"));
     r.endpoint = j.at("endpoint").get<std::string>();
     r.fingerprint = j.at("fingerprint").get<std::string>();
     r.command = j.at("command").get<std::string>();
     for (const auto& u : j.at("users")) {
-      r.users.push_back({u.at("pid").get<pid_t>(), u.at("start").get<std::uint64_t>(), u.at("holds").get<int>()});
+      r.users.push_back({json_integer<pid_t>(u.at("pid")), json_integer<std::uint64_t>(u.at("start")), json_integer<int>(u.at("holds"))});
     }
-    if (const auto& k = j.at("keep_warm_ms"); !k.is_null()) r.keep_warm_ms = k.get<std::int64_t>();
-    r.created_ms = j.at("created_ms").get<std::int64_t>();
-    r.ready_ms = j.at("ready_ms").get<std::int64_t>();
-    r.idle_since_ms = j.at("idle_since_ms").get<std::int64_t>();
+    if (const auto& k = j.at("keep_warm_ms"); !k.is_null()) r.keep_warm_ms = json_integer<std::int64_t>(k);
+    r.created_ms = json_integer<std::int64_t>(j.at("created_ms"));
+    r.ready_ms = json_integer<std::int64_t>(j.at("ready_ms"));
+    r.idle_since_ms = json_integer<std::int64_t>(j.at("idle_since_ms"));
     r.log = j.at("log").get<std::string>();
     r.exit_status = j.at("exit_status").get<std::string>();
     r.output_tail = j.at("output_tail").get<std::string>();

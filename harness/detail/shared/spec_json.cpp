@@ -6,6 +6,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "harness/detail/shared/json_number.hpp"
+
 namespace harness::detail {
 
 namespace {
@@ -50,8 +52,8 @@ json status_json(const exit_status& s) {
 
 exit_status status_from(const json& j) {
   const std::string k = j.at("kind").get<std::string>();
-  if (k == "exited") return exit_status::exited_with(j.at("code").get<int>());
-  if (k == "signaled") return exit_status::killed_by(j.at("signal").get<int>());
+  if (k == "exited") return exit_status::exited_with(json_integer<int>(j.at("code")));
+  if (k == "signaled") return exit_status::killed_by(json_integer<int>(j.at("signal")));
   return exit_status();
 }
 
@@ -147,9 +149,9 @@ result<server_spec> spec_from_json(std::string_view text) {
     s.port.mode = mode_from(port.at("mode").get<std::string>());
     s.port.host = port.at("host").get<std::string>();
     if (const json& r = port.at("range"); !r.is_null()) {
-      s.port.range = port_range{r.at(0).get<std::uint16_t>(), r.at(1).get<std::uint16_t>()};
+      s.port.range = port_range{json_integer<std::uint16_t>(r.at(0)), json_integer<std::uint16_t>(r.at(1))};
     }
-    s.port.port = port.at("port").get<std::uint16_t>();
+    s.port.port = json_integer<std::uint16_t>(port.at("port"));
     s.port.port_from = port.at("port_from").get<std::string>();
     for (const auto& c : port.at("collision_patterns")) {
       s.port.collision_patterns.push_back({c.at("ecosystem").get<std::string>(), c.at("regex").get<std::string>()});
@@ -159,19 +161,19 @@ result<server_spec> spec_from_json(std::string_view text) {
       probe pr;
       pr.what = kind_from(p.at("what").get<std::string>());
       pr.path = p.at("path").get<std::string>();
-      pr.status = p.at("status").get<int>();
+      pr.status = json_integer<int>(p.at("status"));
       pr.pattern = p.at("pattern").get<std::string>();
       pr.argv = p.at("argv").get<std::vector<std::string>>();
       s.ready.probes.push_back(std::move(pr));
     }
-    s.ready.timeout = std::chrono::milliseconds(ready.at("timeout_ms").get<std::int64_t>());
+    s.ready.timeout = std::chrono::milliseconds(json_integer<std::int64_t>(ready.at("timeout_ms")));
     s.ready.fail_on = ready.at("fail_on").get<std::vector<std::string>>();
-    s.ready.poll_initial = std::chrono::microseconds(ready.at("poll_initial_us").get<std::int64_t>());
-    s.ready.poll_cap = std::chrono::milliseconds(ready.at("poll_cap_ms").get<std::int64_t>());
+    s.ready.poll_initial = std::chrono::microseconds(json_integer<std::int64_t>(ready.at("poll_initial_us")));
+    s.ready.poll_cap = std::chrono::milliseconds(json_integer<std::int64_t>(ready.at("poll_cap_ms")));
     const json& respawn = j.at("respawn");
-    s.respawn.attempts = respawn.at("attempts").get<int>();
-    s.respawn.backoff_base = std::chrono::milliseconds(respawn.at("backoff_base_ms").get<std::int64_t>());
-    s.respawn.backoff_cap = std::chrono::milliseconds(respawn.at("backoff_cap_ms").get<std::int64_t>());
+    s.respawn.attempts = json_integer<int>(respawn.at("attempts"));
+    s.respawn.backoff_base = std::chrono::milliseconds(json_integer<std::int64_t>(respawn.at("backoff_base_ms")));
+    s.respawn.backoff_cap = std::chrono::milliseconds(json_integer<std::int64_t>(respawn.at("backoff_cap_ms")));
     const json& env = j.at("env");
     s.env.inherit = env.at("inherit").get<bool>();
     s.env.allow = env.at("allow").get<std::vector<std::string>>();
@@ -179,22 +181,22 @@ result<server_spec> spec_from_json(std::string_view text) {
     for (const auto& kv : env.at("set")) s.env.set.emplace_back(kv.at(0).get<std::string>(), kv.at(1).get<std::string>());
     s.cwd = j.at("cwd").get<std::string>();
     const json& out = j.at("output");
-    s.output.tail_bytes = out.at("tail_bytes").get<std::size_t>();
-    s.output.max_line = out.at("max_line").get<std::size_t>();
+    s.output.tail_bytes = json_integer<std::size_t>(out.at("tail_bytes"));
+    s.output.max_line = json_integer<std::size_t>(out.at("max_line"));
     s.output.log_file = out.at("log_file").get<bool>();
     s.output.log_dir = out.at("log_dir").get<std::string>();
-    s.output.log_max_bytes = out.at("log_max_bytes").get<std::uint64_t>();
+    s.output.log_max_bytes = json_integer<std::uint64_t>(out.at("log_max_bytes"));
     const json& stop = j.at("stop");
-    s.stop.signal = stop.at("signal").get<int>();
-    s.stop.grace = std::chrono::milliseconds(stop.at("grace_ms").get<std::int64_t>());
-    s.stop.kill_wait = std::chrono::milliseconds(stop.at("kill_wait_ms").get<std::int64_t>());
+    s.stop.signal = json_integer<int>(stop.at("signal"));
+    s.stop.grace = std::chrono::milliseconds(json_integer<std::int64_t>(stop.at("grace_ms")));
+    s.stop.kill_wait = std::chrono::milliseconds(json_integer<std::int64_t>(stop.at("kill_wait_ms")));
     for (const auto& st : stop.at("steps")) {
-      s.stop.steps.push_back({st.at(0).get<int>(), std::chrono::milliseconds(st.at(1).get<std::int64_t>())});
+      s.stop.steps.push_back({json_integer<int>(st.at(0)), std::chrono::milliseconds(json_integer<std::int64_t>(st.at(1)))});
     }
     for (const auto& f : j.at("files")) s.files.push_back({f.at(0).get<std::string>(), f.at(1).get<std::string>()});
     const json& scratch = j.at("scratch");
     s.scratch.create = scratch.at("create").get<bool>();
-    const int keep = scratch.at("keep").get<int>();
+    const int keep = json_integer<int>(scratch.at("keep"));
     if (keep < 0 || keep > 2) throw std::invalid_argument("scratch.keep out of range");
     s.scratch.keep = static_cast<scratch_options::keep_policy>(keep);
     s.scratch.parent = scratch.at("parent").get<std::string>();
