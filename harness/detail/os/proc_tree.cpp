@@ -1,5 +1,7 @@
 #include "harness/detail/os/proc_tree.hpp"
 
+#include <algorithm>
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -175,18 +177,32 @@ int is_below(pid_t pid, pid_t ancestor) {
 
 void descendants(pid_t root, std::vector<pid_t>& out) {
   out.clear();
-  std::vector<pid_t> level;
+  std::vector<pid_t> level, next, dead;
+  const auto known = [&](pid_t pid) {
+    return std::find(out.begin(), out.end(), pid) != out.end() || std::find(dead.begin(), dead.end(), pid) != dead.end();
+  };
   children(root, level);
-  std::vector<pid_t> next;
-  while (!level.empty()) {
-    next.clear();
-    for (pid_t pid : level) {
-      brief b;
-      if (!read_brief(pid, b) || !b.alive()) continue;
-      out.push_back(pid);
-      children(pid, next);
+  // A process that exits while the tree is walked hands its children to the root (a
+  // subreaper) after the root's list was read: they would be missed (a daemon whose
+  // middle process exits just then). So the root's list is read again after each walk,
+  // and what is new there is walked too, until nothing is.
+  for (int pass = 0; pass < 8 && !level.empty(); ++pass) {
+    while (!level.empty()) {
+      next.clear();
+      for (pid_t pid : level) {
+        if (known(pid)) continue;
+        brief b;
+        if (!read_brief(pid, b) || !b.alive()) {
+          dead.push_back(pid);
+          continue;
+        }
+        out.push_back(pid);
+        children(pid, next);
+      }
+      level.swap(next);
     }
-    level.swap(next);
+    children(root, level);
+    std::erase_if(level, known);
   }
 }
 
