@@ -66,10 +66,7 @@ CLI::Validator pid_check() {
       "", "PID");
 }
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
+std::string slurp(const std::string& path) { return procfs::read_file(path); }
 
 std::vector<std::string> cmdline(pid_t pid) {
   const std::string raw = slurp("/proc/" + std::to_string(pid) + "/cmdline");

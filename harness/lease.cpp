@@ -26,6 +26,7 @@
 #include "harness/detail/lease_record.hpp"
 #include "harness/detail/os/net.hpp"
 #include "harness/detail/os/private_dir.hpp"
+#include "harness/detail/os/proc_fs.hpp"
 #include "harness/detail/os/unique_fd.hpp"
 
 namespace harness {
@@ -383,10 +384,7 @@ std::vector<std::uint16_t> claimed_ports(std::string_view proc_net_unix) {
 }
 
 namespace {
-std::string slurp_proc_net_unix() {
-  std::ifstream in("/proc/net/unix");
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
+std::string slurp_proc_net_unix() { return detail::procfs::read_file("/proc/net/unix"); }
 }  // namespace
 
 namespace detail {

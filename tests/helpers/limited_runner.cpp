@@ -28,6 +28,7 @@
 #include <sstream>
 #include <string>
 
+#include "harness/detail/os/proc_fs.hpp"
 #include "harness/detail/proc/spawn_posix.hpp"
 #include "harness/session.hpp"
 #include "leftovers.hpp"
@@ -75,8 +76,9 @@ std::size_t zombies() {
   for (const auto& e : std::filesystem::directory_iterator("/proc")) {
     const std::string name = e.path().filename().string();
     if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream in(e.path() / "stat");
-    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    // A process that ends while it is read gives ESRCH: read it with read(2), not an
+    // istreambuf_iterator (whose filebuf throws for a read error).
+    const std::string text = harness::detail::procfs::read_file((e.path() / "stat").string());
     const auto close = text.rfind(')');
     if (close == std::string::npos) continue;
     std::istringstream rest(text.substr(close + 2));

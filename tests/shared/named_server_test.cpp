@@ -87,12 +87,10 @@ std::vector<pid_t> servers_with(const std::string& marker) {
   for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
     const std::string name = entry.path().filename().string();
     if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream stat(entry.path() / "stat");
-    std::string text((std::istreambuf_iterator<char>(stat)), {});
+    const std::string text = harness::detail::procfs::read_file((entry.path() / "stat").string());
     const auto close = text.rfind(')');
     if (close == std::string::npos || close + 2 >= text.size() || text[close + 2] == 'Z') continue;
-    std::ifstream in(entry.path() / "cmdline", std::ios::binary);
-    std::string cmd((std::istreambuf_iterator<char>(in)), {});
+    const std::string cmd = harness::detail::procfs::read_file((entry.path() / "cmdline").string());
     std::error_code ec;
     const auto exe = std::filesystem::read_symlink(entry.path() / "exe", ec);
     const std::string arg = "--print=" + marker;

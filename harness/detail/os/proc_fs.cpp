@@ -1,5 +1,7 @@
 #include "harness/detail/os/proc_fs.hpp"
 
+#include <cerrno>
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -9,6 +11,21 @@
 #include <cstring>
 
 namespace harness::detail::procfs {
+
+std::string read_file(const std::string& path) {
+  std::string out;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  if (fd < 0) return out;
+  char buf[4096];
+  while (out.size() < 1024 * 1024) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
 namespace {
 
 bool read_file(const char* path, std::string& out, std::size_t limit) {

@@ -24,6 +24,11 @@ struct stat_info {
   std::uint64_t start_time = 0;  // clock ticks since boot
 };
 
+// The whole of a /proc file (at most 1 MiB), or what could be read of it: a process that
+// vanishes mid-read gives ESRCH, which is not an error here (std::ifstream with an
+// istreambuf_iterator throws std::ios_base::failure for it).
+std::string read_file(const std::string& path);
+
 // Parses the text of /proc/<pid>/stat (exposed for tests and fuzzing).
 std::optional<stat_info> parse_stat(std::string_view text);
 std::optional<stat_info> read_stat(pid_t pid);
