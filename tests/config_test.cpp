@@ -161,7 +161,6 @@ TEST(Files, NamesMustStayInsideTheDirectoryAndCwdMayBeIt) {
   session s = session::start({.command = {"/bin/sh", "-c", "pwd > where; exec \"$0\" --port=\"$1\"", fixture_server(),
                                           "{port}"},
                               .cwd = "{dir}"});
-  EXPECT_TRUE(s.output().wait_closed(0ms) || true);
   std::ifstream where(s.dir() / "where");
   std::string line;
   ASSERT_TRUE(std::getline(where, line));
